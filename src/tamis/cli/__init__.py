@@ -1,0 +1,1 @@
+"""The `tamis` command line: thin typer commands over the Python API."""

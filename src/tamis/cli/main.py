@@ -1,0 +1,42 @@
+"""The `tamis` app: one line per command in `tamis --help`."""
+
+from __future__ import annotations
+
+import typer
+
+from tamis.cli import clean as clean_cmd
+from tamis.cli import convert as convert_cmd
+from tamis.cli import ops as ops_cmd
+
+app = typer.Typer(
+    name="tamis",
+    help="tamis: turn raw data into fine-tuning data you can trust.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("clean")(clean_cmd.clean)
+app.command("check")(clean_cmd.check)
+app.command("ops")(ops_cmd.ops)
+app.command("convert")(convert_cmd.convert)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from tamis import __version__
+
+        typer.echo(f"tamis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """tamis: turn raw data into fine-tuning data you can trust."""
+
+
+if __name__ == "__main__":
+    app()

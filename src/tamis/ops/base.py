@@ -1,0 +1,212 @@
+"""Operators: small classes registered by name, composed by a recipe.
+
+Three kinds, all seeing batches of Records:
+
+- a **mapper** changes text it is sure it can fix (`transform`), and logs each change;
+- a **filter** computes per-record *signals* (`compute`, batched; cached when expensive) and then
+  *decides* from them with thresholds (`decide`). Scoring and deciding are apart, so a threshold
+  can be re-tuned without recomputing (Data-Juicer, Dolma: annotate first, decide later);
+- a **cross-record** operator needs the whole dataset: while streaming it computes a compact `key`
+  per record, the runner gathers every key, and `decide_all` makes one decision over all of them
+  (exact dedup now; MinHash, embeddings and label noise later use the same two passes).
+
+An operator may be more than one kind (PII both redacts and flags). It never manages passes,
+workers, caching or output files: the runner does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tamis.errors import RecipeError
+from tamis.records.model import Record, Turn
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared operator parameter. `compute=True` means it changes the signals (cache key)."""
+
+    default: Any
+    help: str
+    compute: bool = False
+
+
+@dataclass(slots=True)
+class Reason:
+    """Why a record is dropped: the operator, a short code, and the evidence."""
+
+    op: str
+    reason: str
+    score: float | None = None
+    duplicate_of: Any = None
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op, "reason": self.reason}
+        if self.score is not None:
+            out["score"] = round(float(self.score), 4)
+        if self.duplicate_of is not None:
+            out["duplicate_of"] = self.duplicate_of
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(slots=True)
+class Change:
+    """One edit a mapper made to one field of one record."""
+
+    op: str
+    field: str
+    fix: str
+    before: Any
+    after: Any
+
+    def to_json(self, rid: Any) -> dict[str, Any]:
+        return {
+            "id": rid,
+            "op": self.op,
+            "field": self.field,
+            "fix": self.fix,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+class Operator:
+    """Base class. Subclasses set the class attributes and override what they do."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]  # what it catches, one line, for `tamis ops`
+    params: ClassVar[dict[str, Param]] = {}
+    signals: ClassVar[dict[str, str]] = {}  # signal name -> Arrow type name
+    reasons: ClassVar[dict[str, str]] = {}  # reason code -> meaning
+    requires: ClassVar[tuple[str, ...]] = ()  # importable modules it needs
+    extra: ClassVar[str | None] = None  # the pip extra that installs them
+    cacheable: ClassVar[bool] = False  # signals worth caching (model-based, slow)
+    version: ClassVar[int] = 1  # bump when compute() changes, to invalidate the cache
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise RecipeError(
+                f"operator '{self.name}' has no parameter {sorted(unknown)}; "
+                f"it takes {sorted(self.params)}"
+            )
+        self.p: dict[str, Any] = {k: params.get(k, v.default) for k, v in self.params.items()}
+
+    # --- what an operator may implement ---------------------------------------------------------
+    def setup(self) -> None:
+        """Load models and compile what is expensive; called once per worker."""
+
+    def transform(self, record: Record) -> list[Change]:
+        """Mapper: edit the record's turns in place; return what changed."""
+        return []
+
+    def compute(self, records: list[Record]) -> list[dict[str, Any]]:
+        """Filter: signals per record for a batch (vectorise here)."""
+        return [{} for _ in records]
+
+    def decide(self, record: Record, signals: dict[str, Any]) -> list[Reason]:
+        """Filter: reasons to drop the record, from its signals and this op's thresholds."""
+        return []
+
+    def key(self, record: Record) -> Any:
+        """Cross-record: a compact key per record, computed while streaming."""
+        return None
+
+    key_dtype: ClassVar[str | None] = None  # numpy dtype of keys, to store them compactly
+
+    def decide_all(self, ids: Sequence[Any], keys: Any) -> dict[int, Reason]:
+        """Cross-record: given every id and key in input order, reasons by position."""
+        return {}
+
+    # --- derived --------------------------------------------------------------------------------
+    @property
+    def is_mapper(self) -> bool:
+        return type(self).transform is not Operator.transform
+
+    @property
+    def is_filter(self) -> bool:
+        return type(self).compute is not Operator.compute
+
+    @property
+    def is_cross(self) -> bool:
+        return type(self).decide_all is not Operator.decide_all
+
+    def fingerprint(self) -> str:
+        """Name, version and the parameters that change signals: the signal-cache key."""
+        cp = {k: self.p[k] for k, v in self.params.items() if v.compute}
+        blob = json.dumps([self.name, self.version, cp], sort_keys=True, default=str)
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+    @classmethod
+    def available(cls) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in cls.requires)
+
+    @classmethod
+    def missing_message(cls) -> str:
+        return (
+            f"operator '{cls.name}' needs {', '.join(cls.requires)}: "
+            f"pip install 'tamis[{cls.extra}]'"
+        )
+
+
+REGISTRY: dict[str, type[Operator]] = {}
+
+
+def register(cls: type[Operator]) -> type[Operator]:
+    """Class decorator: make an operator available to recipes under its `name`."""
+    if cls.name in REGISTRY:
+        raise RecipeError(f"two operators named '{cls.name}'")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_operator(name: str) -> type[Operator]:
+    _load_builtin()
+    if name not in REGISTRY:
+        raise RecipeError(f"unknown operator '{name}'; `tamis ops` lists them: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def all_operators() -> dict[str, type[Operator]]:
+    _load_builtin()
+    return dict(REGISTRY)
+
+
+def _load_builtin() -> None:
+    from tamis.ops import (  # noqa: F401
+        dedup,
+        heuristics,
+        language,
+        normalize,
+        offensive,
+        pii,
+        structure,
+    )
+
+
+# --- helpers shared by operators ----------------------------------------------------------------
+
+
+def text_turns(record: Record, roles: tuple[str, ...] | None = None) -> list[Turn]:
+    """Turns with string content, optionally of some roles only."""
+    return [
+        t for t in record.turns if isinstance(t.content, str) and (roles is None or t.role in roles)
+    ]
+
+
+def joined(record: Record, roles: tuple[str, ...]) -> str:
+    """The text of all turns of these roles, joined by blank lines."""
+    return "\n\n".join(t.content for t in text_turns(record, roles) if t.content)
+
+
+def prompt_roles(record: Record) -> tuple[str, ...]:
+    """Roles that play the prompt: `user` for chats, `text` for text and classification data."""
+    return ("text",) if record.format in ("text", "text_label") else ("user",)

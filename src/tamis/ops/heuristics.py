@@ -1,0 +1,424 @@
+"""`heuristics`: cheap per-record rules for SFT data quality.
+
+Signals are computed for every record (they are cheap) and thresholds decide. Repetition uses the
+Gopher signals (Rae et al. 2021, as in DataTrove's GopherRepetitionFilter) with thresholds set for
+SFT answers rather than web pages: worked maths repeats its nouns and code repeats `}` lines, so
+Gopher's web thresholds drop 1 in 6 clean gsm8k answers; these sit just above the most repetitive
+clean answer in gsm8k and GPTeacher, where degenerate loops score far higher.
+
+Other rules target what breaks instruction data rather than web
+text: placeholder answers, merged instructions, references to things the model cannot see, requests
+it cannot fulfil as text, AI boilerplate, cut-off answers and answers that copy the prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from tamis.ops.base import Operator, Param, Reason, joined, prompt_roles, register
+from tamis.records.model import Record
+
+PLACEHOLDER_OUTPUTS = {
+    "",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "nan",
+    "...",
+    "..",
+    "…",
+    "-",
+    "--",
+    "?",
+    "tbd",
+    "todo",
+    "<noinput>",
+    "<nooutput>",
+    "no output",
+    "no output.",
+    "<no output>",
+    "[no output]",
+    "empty",
+    "output",
+    "answer",
+    "not applicable",
+}
+
+WORD = re.compile(r"\w+")
+_ALNUM_WS = bytes(range(48, 58)) + bytes(range(65, 91)) + bytes(range(97, 123)) + b" \t\n\r"
+_NON_ASCII = bytes(range(128, 256))
+SYMBOL_DELETE = _ALNUM_WS + _NON_ASCII  # what is left after deleting these are ASCII symbols
+
+MERGED = re.compile(
+    r"(?:^|\n)\s*(?:#{1,4}\s*)?(?:\d+\s*[.)]\s*)?instruction\s*\d*\s*:", re.IGNORECASE
+)
+
+
+def _unseen(kinds: str, extra: str = "") -> re.Pattern[str]:
+    media = rf"(?:{kinds})s?"
+    return re.compile(
+        rf"\b(?:this|attached|above|below|provided|enclosed)\s+(?:attached\s+)?{media}\b"
+        rf"|\bthe\s+{media}\s+(?:above|below|attached|provided|i\s+(?:sent|attached|uploaded|"
+        r"shared)|you\s+(?:see|can\s+see))\b"
+        rf"|\b(?:describe|look\s+at|analy[sz]e|caption|watch|listen\s+to|transcribe|view)\s+"
+        rf"(?:the|this|my)\s+{media}\b"
+        rf"|\b(?:as\s+)?shown\s+in\s+the\s+{media}\b" + extra,
+        re.IGNORECASE,
+    )
+
+
+# Pictures, sound and video cannot be in a text prompt at all.
+UNSEEN_MEDIA = _unseen(
+    "image|picture|photo|photograph|screenshot|diagram|chart|figure|video|audio|recording"
+)
+# Documents and links can be pasted in: they count only when the prompt gives no input.
+UNSEEN_DOC = _unseen(
+    "attachment|pdf|document|spreadsheet|file|article|link|url",
+    r"|\b(?:see|refer\s+to|check|open|visit|click(?:\s+on)?)\s+(?:the|this)\s+(?:link|url|"
+    r"attachment)\b|\b(?:link|url)\s+(?:above|below)\b"
+    r"|\battached\s+(?:is|are|file|document|image|pdf|photo)\b",
+)
+BARE_URL = re.compile(r"^\s*((?:https?://|www\.)\S+)\s*$", re.IGNORECASE)
+# A bare URL as input is fine when the task is code or a tool call that only passes it on.
+URL_AS_ARGUMENT = re.compile(
+    r"\b(?:api|request|fetch|script|code|function|program|regex|pars|valid|http|curl|endpoint|"
+    r"download|scrap|crawl|domain)",
+    re.IGNORECASE,
+)
+CANNOT_FULFIL = re.compile(
+    r"(?:^|[.!?:]\s+|\n\s*)(?:please\s+|can you\s+|could you\s+|now\s+)?"
+    r"(?:(?:draw|sketch|paint|illustrate)\s+(?:me|a|an|the|this|that|my|your|some|it|them|us)\b"
+    r"|(?:record|upload|send|play|sing|film|shoot)\s+(?:me\s+)?(?:a|an|the|your|some)?\s*"
+    r"(?:audio|voice|video|song|recording|sound|clip|podcast|photo|picture|movie)s?\b"
+    r"|(?:create|make|produce|generate|render|design)\s+(?:me\s+)?(?:a|an|the)?\s*"
+    r"(?:video|animation|movie|gif|image|picture|photo|logo|drawing|painting|3d model)s?\b)",
+    re.IGNORECASE,
+)
+BOILERPLATE = re.compile(
+    r"\bas an? (?:ai|artificial intelligence)(?: language)? (?:model|assistant)\b"
+    r"|\bas an? ai,? i (?:don't|do not|cannot|can't|am not|am unable)\b"
+    r"|\bi(?:'m| am) (?:just |only )?an? (?:ai (?:language model|assistant)|"
+    r"(?:large )?language model)\b"
+    r"|\bi (?:was|am|'ve been|have been) (?:trained|developed|created) by openai\b"
+    r"|\bi (?:don't|do not) have (?:personal )?(?:opinions|feelings|emotions|beliefs)\b"
+    r"|\bmy (?:knowledge )?(?:cutoff|cut-off)\b",
+    re.IGNORECASE,
+)
+REFUSAL = re.compile(
+    r"^\s*(?:i'm sorry|i am sorry|sorry|unfortunately|i apologi[sz]e)\b[^.!?\n]{0,60}"
+    r"\b(?:can(?:no|')t|unable|not able|not possible|won't|will not)\b"
+    r"|^\s*i (?:can(?:no|')t|am unable to|am not able to|won't) "
+    r"(?:help|assist|provide|fulfil|fulfill|comply|do that|answer|complete|create|generate)",
+    re.IGNORECASE,
+)
+DANGLING_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "and",
+        "or",
+        "but",
+        "with",
+        "at",
+        "from",
+        "by",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "been",
+        "which",
+        "whose",
+        "their",
+        "its",
+        "our",
+        "your",
+        "my",
+        "if",
+        "than",
+        "because",
+        "while",
+        "into",
+        "onto",
+        "between",
+        "through",
+        "during",
+        "without",
+        "within",
+        "would",
+        "should",
+        "could",
+        "nor",
+    ]
+)
+DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
+TERMINAL = tuple(".!?\"')]}>`*:;…%$")
+
+
+def _rep_signals(text: str, ngrams: bool = True) -> dict[str, float]:
+    """Gopher repetition fractions: duplicate lines, top n-gram share, duplicate n-gram share."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    out: dict[str, float] = {}
+    if len(lines) > 1:
+        seen: set[str] = set()
+        dup_lines = 0
+        dup_chars = 0
+        for ln in lines:
+            if ln in seen:
+                dup_lines += 1
+                dup_chars += len(ln)
+            seen.add(ln)
+        out["dup_line_frac"] = dup_lines / len(lines)
+        out["dup_line_char_frac"] = dup_chars / max(1, sum(map(len, lines)))
+    else:
+        out["dup_line_frac"] = 0.0
+        out["dup_line_char_frac"] = 0.0
+    out["top_ngram_frac"] = out["dup_ngram_frac"] = 0.0
+    if not ngrams:
+        return out
+    words = WORD.findall(text.lower())
+    total = sum(map(len, words)) or 1
+    top = 0.0
+    for n in (2, 3, 4):
+        if len(words) >= n + 1:
+            grams = Counter(zip(*(words[i:] for i in range(n)), strict=False))
+            gram, c = grams.most_common(1)[0]
+            if c > 1:
+                top = max(top, c * sum(map(len, gram)) / total)
+    out["top_ngram_frac"] = top
+    dupf = 0.0
+    for n in (5, 10):
+        if len(words) >= n * 2:
+            seen_g: set[tuple[str, ...]] = set()
+            covered = [False] * len(words)
+            for i in range(len(words) - n + 1):
+                g = tuple(words[i : i + n])
+                if g in seen_g:
+                    for j in range(i, i + n):
+                        covered[j] = True
+                seen_g.add(g)
+            frac = sum(len(w) for w, c in zip(words, covered, strict=True) if c) / total
+            dupf = max(dupf, frac)
+    out["dup_ngram_frac"] = dupf
+    return out
+
+
+def _truncation(text: str) -> float:
+    """How likely the answer was cut off: 1.0 for a clear cut, 0.5 for a likely one, else 0."""
+    s = text.rstrip()
+    if not s:
+        return 0.0
+    if s.count("```") % 2 == 1:
+        return 1.0  # an unclosed code block
+    if DANGLING_END.search(s):
+        return 1.0
+    last = s.rsplit(None, 1)[-1].lower()
+    if last.strip("\"'*_") in DANGLING_WORDS:
+        return 1.0
+    if s.endswith(TERMINAL):
+        return 0.0
+    # no final punctuation: a cut if the text otherwise ends its lines/sentences with punctuation
+    lines = [ln.rstrip() for ln in s.split("\n") if ln.strip()]
+    if len(lines) >= 2:
+        ended = sum(ln.endswith(TERMINAL) for ln in lines[:-1])
+        if ended / (len(lines) - 1) >= 0.75:
+            return 0.5
+    elif s.count(". ") >= 2 and not s[-1].isdigit():
+        return 0.5
+    return 0.0
+
+
+TOKEN = re.compile(r"\w+|[^\w\s]+")
+
+
+def _copy_overlap(prompt: str, answer: str) -> float:
+    """Share of the answer's token 3-grams (words and symbol runs) that stand in the prompt.
+
+    Symbols count, so a code fix that changes `=` to `>=` is not a copy.
+    """
+    aw = TOKEN.findall(answer.lower())
+    if len(aw) < 3:
+        return 1.0 if aw and " ".join(aw) in " ".join(TOKEN.findall(prompt.lower())) else 0.0
+    pw = TOKEN.findall(prompt.lower())
+    pg = set(zip(pw, pw[1:], pw[2:], strict=False))
+    ag = list(zip(aw, aw[1:], aw[2:], strict=False))
+    return sum(g in pg for g in ag) / len(ag)
+
+
+@register
+class Heuristics(Operator):
+    name = "heuristics"
+    description = (
+        "placeholder or empty answers, too short/long, repetition (Gopher), symbol soup, merged "
+        "instructions, references to unseen attachments, requests impossible in text, AI "
+        "boilerplate and refusals, cut-off answers, answers that copy the prompt"
+    )
+    params = {
+        "min_chars_prompt": Param(3, "fewest characters in the prompt (user / text) turns"),
+        "min_chars_answer": Param(1, "fewest characters in the assistant answer"),
+        "min_words_answer": Param(1, "fewest words in the assistant answer"),
+        "max_chars": Param(40_000, "most characters in any one role"),
+        "max_words": Param(8_000, "most words in any one role"),
+        "repetition_min_words": Param(50, "apply n-gram repetition rules only to texts this long"),
+        "max_dup_line_frac": Param(
+            0.5, "share of duplicated lines (Gopher: 0.3; code repeats `}`)"
+        ),
+        "max_dup_line_char_frac": Param(
+            0.3, "share of characters in duplicated lines (Gopher: 0.2)"
+        ),
+        "max_top_ngram_frac": Param(0.65, "character share of the top 2-4-gram (Gopher: 0.2)"),
+        "max_dup_ngram_frac": Param(0.55, "character share of repeated 5/10-grams (Gopher: 0.15)"),
+        "max_symbol_ratio": Param(0.6, "share of ASCII symbol characters (not letters/digits)"),
+        "min_truncation_score": Param(
+            1.0,
+            "drop answers whose cut-off score reaches this (0.5: "
+            "also those without final punctuation)",
+        ),
+        "max_copy_overlap": Param(1.0, "drop answers whose token 3-grams all stand in the prompt"),
+        "skip": Param([], "names of checks to turn off, e.g. [truncated, symbols]"),
+    }
+    signals = {
+        "chars_prompt": "int32",
+        "chars_answer": "int32",
+        "words_prompt": "int32",
+        "words_answer": "int32",
+        "dup_line_frac": "float32",
+        "dup_line_char_frac": "float32",
+        "top_ngram_frac": "float32",
+        "dup_ngram_frac": "float32",
+        "symbol_ratio": "float32",
+        "placeholder_answer": "bool",
+        "merged_instructions": "int32",
+        "unseen_reference": "bool",
+        "cannot_fulfil": "bool",
+        "boilerplate": "bool",
+        "refusal": "bool",
+        "truncation": "float32",
+        "copy_overlap": "float32",
+    }
+    reasons = {
+        "empty_answer": "the answer is empty",
+        "placeholder_answer": "the answer is a placeholder (N/A, ..., -)",
+        "too_short": "fewer characters/words than the minimum",
+        "too_long": "more characters/words than the maximum",
+        "repetition": "repeated lines or n-grams (Gopher rules)",
+        "symbols": "mostly symbols, not words",
+        "merged_instructions": "the answer carries further Instruction:/Input:/Output: blocks",
+        "unseen_reference": "refers to an attachment, image or link the model cannot see",
+        "cannot_fulfil": "asks for a drawing, audio or video, which text cannot give",
+        "ai_boilerplate": "'As an AI language model' and the like",
+        "refusal": "the answer refuses",
+        "truncated": "the answer is cut off mid-sentence",
+        "copies_prompt": "the answer only repeats the prompt",
+    }
+
+    def compute(self, records: list[Record]) -> list[dict[str, Any]]:
+        return [self._one(r) for r in records]
+
+    def _one(self, record: Record) -> dict[str, Any]:
+        prompt = joined(record, prompt_roles(record))
+        answer = joined(record, ("assistant",))
+        has_answer = any(t.role == "assistant" for t in record.turns)
+        main = answer if has_answer else prompt
+        wa = len(WORD.findall(answer)) if has_answer else 0
+        wp = len(WORD.findall(prompt))
+        sig: dict[str, Any] = {
+            "chars_prompt": len(prompt),
+            "chars_answer": len(answer),
+            "words_prompt": wp,
+            "words_answer": wa,
+        }
+        words_main = wa if has_answer else wp
+        sig.update(_rep_signals(main, ngrams=words_main >= self.p["repetition_min_words"]))
+        b = main.encode("utf-8", "surrogatepass")
+        sig["symbol_ratio"] = len(b.translate(None, SYMBOL_DELETE)) / len(b) if b else 0.0
+        sig["placeholder_answer"] = has_answer and answer.strip().lower() in PLACEHOLDER_OUTPUTS
+        sig["merged_instructions"] = len(MERGED.findall(answer)) if has_answer else 0
+        has_input = any(
+            t.path[-1] == "input" and isinstance(t.content, str) and t.content.strip()
+            for t in record.turns
+        )
+        sig["unseen_reference"] = bool(
+            UNSEEN_MEDIA.search(prompt)
+            or (not has_input and UNSEEN_DOC.search(prompt))
+            or self._bare_url_input(record, prompt, answer)
+        )
+        sig["cannot_fulfil"] = bool(CANNOT_FULFIL.search(prompt))
+        sig["boilerplate"] = bool(BOILERPLATE.search(answer)) if has_answer else False
+        sig["refusal"] = bool(REFUSAL.search(answer)) if has_answer else False
+        sig["truncation"] = _truncation(answer) if has_answer else 0.0
+        sig["copy_overlap"] = _copy_overlap(prompt, answer) if has_answer else 0.0
+        return sig
+
+    @staticmethod
+    def _bare_url_input(record: Record, prompt: str, answer: str) -> bool:
+        """An input that is only a URL whose page the answer would need: the model cannot open it.
+
+        Not when the answer passes the URL on (a tool call) or the task is about code.
+        """
+        for t in record.turns:
+            if t.role == "user" and isinstance(t.content, str):
+                m = BARE_URL.match(t.content)
+                if (
+                    m
+                    and m.group(1) not in answer
+                    and not URL_AS_ARGUMENT.search(prompt.replace(m.group(1), ""))
+                ):
+                    return True
+        return False
+
+    def decide(self, record: Record, s: dict[str, Any]) -> list[Reason]:
+        p, skip, out = self.p, set(self.p["skip"]), []
+        has_answer = any(t.role == "assistant" for t in record.turns)
+
+        def add(code: str, score: float | None = None, detail: str | None = None) -> None:
+            if code not in skip:
+                out.append(Reason(self.name, code, score, detail=detail))
+
+        if has_answer:
+            if s["placeholder_answer"]:
+                add("empty_answer" if not s["chars_answer"] else "placeholder_answer")
+            elif (
+                s["chars_answer"] < p["min_chars_answer"]
+                or s["words_answer"] < p["min_words_answer"]
+            ):
+                add("too_short", s["chars_answer"], "answer")
+        if s["chars_prompt"] < p["min_chars_prompt"]:
+            add("too_short", s["chars_prompt"], "prompt")
+        for role in ("prompt", "answer"):
+            if s[f"chars_{role}"] > p["max_chars"] or s[f"words_{role}"] > p["max_words"]:
+                add("too_long", s[f"chars_{role}"], role)
+        rep = [
+            ("dup_line_frac", p["max_dup_line_frac"]),
+            ("dup_line_char_frac", p["max_dup_line_char_frac"]),
+            ("top_ngram_frac", p["max_top_ngram_frac"]),
+            ("dup_ngram_frac", p["max_dup_ngram_frac"]),
+        ]
+        for key, limit in rep:
+            if s[key] > limit:
+                add("repetition", s[key], key)
+                break
+        if s["symbol_ratio"] > p["max_symbol_ratio"]:
+            add("symbols", s["symbol_ratio"])
+        if s["merged_instructions"]:
+            add("merged_instructions", s["merged_instructions"])
+        if s["unseen_reference"]:
+            add("unseen_reference")
+        if s["cannot_fulfil"]:
+            add("cannot_fulfil")
+        if s["boilerplate"]:
+            add("ai_boilerplate")
+        if s["refusal"]:
+            add("refusal")
+        if s["truncation"] >= p["min_truncation_score"]:
+            add("truncated", s["truncation"])
+        if s["copy_overlap"] >= p["max_copy_overlap"]:
+            add("copies_prompt", s["copy_overlap"])
+        return out

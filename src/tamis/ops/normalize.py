@@ -1,0 +1,142 @@
+"""`normalize`: fix what is safe to fix in text, logging every change.
+
+Each fix is cheap to skip: pure-ASCII text (most of it) needs no Unicode or mojibake work, so the
+expensive calls only run on text that can need them. Leading indentation is never touched (code).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from typing import Any
+
+from tamis.ops.base import Change, Operator, Param, register
+from tamis.records.model import Record
+
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+ODD_SPACES = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
+TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
+MANY_NEWLINES = re.compile(r"\n{3,}")
+HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|apos|nbsp|#39|#x27|#34|#x2F|#47);")
+HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+CODE_FENCE = "```"
+
+PLACEHOLDER_INPUTS = {
+    "<noinput>",
+    "<no input>",
+    "no input",
+    "no input.",
+    "noinput",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "nan",
+    "-",
+    "<none>",
+    "empty",
+    "(none)",
+    "no input required",
+    "no input required.",
+    "not applicable",
+}
+
+
+def _fix_html(text: str) -> str:
+    """Unescape common entities and <br> outside code fences (code may mean them literally)."""
+    if CODE_FENCE in text:
+        parts = text.split(CODE_FENCE)
+        return CODE_FENCE.join(_fix_html(p) if i % 2 == 0 else p for i, p in enumerate(parts))
+    text = HTML_BREAK.sub("\n", text)
+    return HTML_ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+
+
+@register
+class Normalize(Operator):
+    name = "normalize"
+    description = (
+        "Unicode NFC, mojibake (ftfy), control and zero-width characters, whitespace, HTML "
+        "residue, one spelling ('') for empty-input placeholders"
+    )
+    params = {
+        "unicode": Param(True, "NFC-normalise and repair mojibake with ftfy"),
+        "control": Param(True, "remove control and zero-width characters"),
+        "whitespace": Param(True, "CRLF to LF, odd spaces, trailing spaces, 3+ blank lines, ends"),
+        "html": Param(True, "unescape &amp; &lt; ... and <br> outside code fences"),
+        "placeholders": Param(True, "an `input` of '<noinput>', 'N/A', 'none'... becomes ''"),
+    }
+
+    def setup(self) -> None:
+        import ftfy
+
+        # Only repair encoding damage; curly quotes, ligatures and widths are not errors.
+        cfg = ftfy.TextFixerConfig(
+            unescape_html=False,
+            remove_terminal_escapes=True,
+            fix_encoding=True,
+            restore_byte_a0=True,
+            replace_lossy_sequences=True,
+            decode_inconsistent_utf8=True,
+            fix_c1_controls=True,
+            fix_latin_ligatures=False,
+            fix_character_width=False,
+            uncurl_quotes=False,
+            fix_line_breaks=False,
+            fix_surrogates=True,
+            remove_control_chars=False,
+            normalization=None,
+        )
+        self._ftfy = lambda s: ftfy.fix_text(s, cfg)
+
+    def _fixes(self, text: str) -> list[tuple[str, Any]]:
+        fixes: list[tuple[str, Any]] = []
+        p = self.p
+        ascii_only = text.isascii()
+        if p["unicode"] and not ascii_only:
+            fixes.append(("mojibake", self._ftfy))
+            fixes.append(("unicode_nfc", lambda s: unicodedata.normalize("NFC", s)))
+        if p["control"]:
+            fixes.append(("control_chars", lambda s: CONTROL.sub("", s)))
+            if not ascii_only:
+                fixes.append(("zero_width", lambda s: ZERO_WIDTH.sub("", s)))
+        if p["html"] and ("&" in text or "<br" in text.lower()):
+            fixes.append(("html", _fix_html))
+        if p["whitespace"]:
+            fixes.append(("whitespace", self._whitespace))
+        return fixes
+
+    @staticmethod
+    def _whitespace(s: str) -> str:
+        if "\r" in s:
+            s = s.replace("\r\n", "\n").replace("\r", "\n")
+        if not s.isascii():
+            s = ODD_SPACES.sub(" ", s)
+        s = TRAILING_WS.sub("", s)
+        if "\n\n\n" in s:
+            s = MANY_NEWLINES.sub("\n\n", s)
+        return s.strip()
+
+    def transform(self, record: Record) -> list[Change]:
+        changes: list[Change] = []
+        for turn in record.turns:
+            text = turn.content
+            if not isinstance(text, str) or not text:
+                continue
+            if (
+                self.p["placeholders"]
+                and turn.path[-1] == "input"
+                and text.strip().lower() in PLACEHOLDER_INPUTS
+            ):
+                changes.append(Change(self.name, turn.field, "placeholder_input", text, ""))
+                turn.content = ""
+                continue
+            for fix, fn in self._fixes(text):
+                new = fn(text)
+                if new != text:
+                    changes.append(Change(self.name, turn.field, fix, text, new))
+                    text = new
+            if text is not turn.content and text != turn.content:
+                turn.content = text
+        return changes

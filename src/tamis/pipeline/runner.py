@@ -1,0 +1,523 @@
+"""The runner: inputs -> operators -> kept / rejected / quarantine, with nothing lost.
+
+Pass 1 streams batches of records through the operators on an executor. Each batch's result (output
+lines, reasons, signals, changes, cross-record keys) is spilled to `OUT/.work/` as soon as it is
+done, so memory stays bounded and `--resume` after a kill redoes only unfinished batches.
+Then every cross-record operator decides once over all keys. Pass 2 reads the spills in order and
+writes the outputs to temporary names, renamed into place at the end: a run either leaves complete
+outputs or none, and the same input and recipe always give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tamis.errors import TamisError
+from tamis.ops.base import Operator, Reason
+from tamis.pipeline.cache import SignalCache, content_hash, default_cache_dir
+from tamis.pipeline.executors import Executor, LocalExecutor
+from tamis.pipeline.recipe import Recipe, recipe_for_format
+from tamis.records.formats import FieldMap
+from tamis.records.io import DEFAULT_MAX_RECORD_BYTES, Quarantined, Reader, dumps
+from tamis.records.model import Record
+
+OUTPUTS = (
+    "kept.jsonl",
+    "rejected.jsonl",
+    "quarantine.jsonl",
+    "changes.jsonl",
+    "signals.parquet",
+    "summary.json",
+)
+WORK = ".work"
+SPILL_VERSION = 1
+
+
+# --- worker side ------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerState:
+    ops: list[Operator]
+    cache: SignalCache | None
+
+
+def build_worker(spec: dict[str, Any]) -> WorkerState:
+    """Build the operators from a recipe dict (runs once in every worker)."""
+    recipe = Recipe.from_dict(spec["recipe"])
+    ops = recipe.build()
+    for op in ops:
+        op.setup()
+    cache = SignalCache(spec["cache_dir"]) if spec.get("cache_dir") else None
+    return WorkerState(ops, cache)
+
+
+def _signals(state: WorkerState, op: Operator, records: list[Record]) -> list[dict[str, Any]]:
+    if not (op.cacheable and state.cache):
+        return op.compute(records)
+    fp = op.fingerprint()
+    keys = [content_hash(r.content_key()) for r in records]
+    found = state.cache.get_many(fp, keys)
+    missing = [i for i, k in enumerate(keys) if k not in found]
+    if missing:
+        fresh = op.compute([records[i] for i in missing])
+        new = {keys[i]: s for i, s in zip(missing, fresh, strict=True)}
+        state.cache.put_many(fp, new)
+        found.update(new)
+    state.cache.hits += len(records) - len(missing)
+    state.cache.misses += len(missing)
+    return [found[k] for k in keys]
+
+
+def process_batch(state: WorkerState, batch: tuple[int, list[Any]]) -> dict[str, Any]:
+    """Run every operator over one batch; return what pass 2 needs to write it."""
+    index, items = batch
+    records = [x for x in items if isinstance(x, Record)]
+    quarantined = [x.to_json() for x in items if isinstance(x, Quarantined)]
+    orig = [dumps(r.raw) for r in records]
+    reasons: list[list[dict[str, Any]]] = [[] for _ in records]
+    changes: list[str] = []
+    signals: dict[str, list[Any]] = {}
+    keys: dict[str, list[Any]] = {}
+    timings: dict[str, float] = {}
+    changed = [False] * len(records)
+    for op in state.ops:
+        t0 = time.perf_counter()
+        if op.is_filter:
+            sigs = _signals(state, op, records)
+            for name in op.signals:
+                signals[f"{op.name}.{name}"] = [s.get(name) for s in sigs]
+            for i, (r, s) in enumerate(zip(records, sigs, strict=True)):
+                reasons[i].extend(x.to_json() for x in op.decide(r, s))
+        if op.is_mapper:
+            for i, r in enumerate(records):
+                for c in op.transform(r):
+                    changes.append(dumps(c.to_json(r.id)))
+                    changed[i] = True
+        if op.is_cross:
+            keys[op.name] = [op.key(r) for r in records]
+        timings[op.name] = time.perf_counter() - t0
+    out = [dumps(r.to_raw()) if c else o for r, c, o in zip(records, changed, orig, strict=True)]
+    return {
+        "index": index,
+        "ids": [r.id for r in records],
+        "files": [r.source.file for r in records],
+        "lines": [r.source.line for r in records],
+        "orig": orig,
+        "out": out,
+        "reasons": reasons,
+        "changes": changes,
+        "signals": signals,
+        "keys": keys,
+        "quarantined": quarantined,
+        "timings": timings,
+        "cache": (state.cache.hits, state.cache.misses) if state.cache else (0, 0),
+    }
+
+
+# --- main side --------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanResult:
+    """What a clean run did: the summary (also in summary.json) and where the files are."""
+
+    out: str
+    summary: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.summary["counts"]
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
+    it = iter(items)
+    index = 0
+    while chunk := list(islice(it, size)):
+        yield index, chunk
+        index += 1
+
+
+def _manifest(reader: Reader, recipe: Recipe, batch_size: int, opts: dict[str, Any]) -> dict:
+    files = []
+    for p in reader.paths:
+        st = os.stat(p)
+        files.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    return {
+        "spill_version": SPILL_VERSION,
+        "recipe": recipe.fingerprint(),
+        "inputs": files,
+        "batch_size": batch_size,
+        "options": opts,
+    }
+
+
+def _schema(ops: list[Operator]) -> pa.Schema:
+    cols = [("id", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("kept", pa.bool_())]
+    for op in ops:
+        if op.is_filter:
+            for name, typ in op.signals.items():
+                cols.append((f"{op.name}.{name}", pa.type_for_alias(typ)))
+    return pa.schema(cols)
+
+
+def _resolve_recipe(recipe: str | Recipe | None, reader: Reader) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe is None:
+        fmt = reader.first_format()
+        recipe = recipe_for_format(fmt) if fmt else "text"
+    return Recipe.load(recipe)
+
+
+def clean(
+    inputs: str | list[str],
+    out: str,
+    recipe: str | Recipe | None = None,
+    *,
+    workers: int = 1,
+    batch_size: int = 1000,
+    resume: bool = False,
+    format: str | None = None,
+    fields: FieldMap | None = None,
+    cache_dir: str | None = None,
+    use_cache: bool = True,
+    max_record_mb: float = DEFAULT_MAX_RECORD_BYTES / 1024 / 1024,
+    progress: bool = False,
+    executor: Executor | None = None,
+) -> CleanResult:
+    """Clean `inputs` with a recipe (default: the one for the detected format) into folder `out`.
+
+    Writes kept.jsonl, rejected.jsonl, quarantine.jsonl, changes.jsonl, signals.parquet and
+    summary.json. Records in = kept + rejected + quarantined, always.
+    """
+    t_start = time.perf_counter()
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    max_bytes = int(max_record_mb * 1024 * 1024)
+    reader = Reader(
+        list(inputs), format=format, fields=fields or FieldMap(), max_record_bytes=max_bytes
+    )
+    rec = _resolve_recipe(recipe, reader)
+    ops = rec.build()  # fails fast (unknown op, missing extra) before any work
+    cache_path = (cache_dir or default_cache_dir()) if use_cache else None
+    spec = {"recipe": rec.to_dict(), "cache_dir": cache_path}
+
+    work = os.path.join(out, WORK)
+    opts = {"format": format, "fields": vars(fields or FieldMap()), "max_record_bytes": max_bytes}
+    manifest = _manifest(reader, rec, batch_size, opts)
+    mpath = os.path.join(work, "manifest.json")
+    if resume and os.path.exists(mpath):
+        with open(mpath, encoding="utf-8") as fh:
+            if json.load(fh) != manifest:
+                raise TamisError(
+                    f"{out}: the inputs, recipe or options changed since the interrupted run; "
+                    "run again without --resume"
+                )
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work, exist_ok=True)
+        with open(mpath, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh)
+
+    done = {int(f.split(".")[0]) for f in os.listdir(work) if f.endswith(".pkl")}
+    executor = executor or LocalExecutor(workers)
+    bar = _Progress(progress)
+    cross_ops = [op for op in ops if op.is_cross]
+    ids: list[Any] = []
+    keys: dict[str, list[Any]] = {op.name: [] for op in cross_ops}
+    op_seconds: Counter[str] = Counter()
+    cache_hits = cache_misses = 0
+    n_batches = 0
+
+    def todo() -> Iterator[tuple[int, list[Any]]]:
+        for b in _batches(reader.items(), batch_size):
+            if b[0] in done:
+                bar.advance(len(b[1]))
+                continue
+            yield b
+
+    def absorb(res: dict[str, Any]) -> None:
+        ids.extend(res["ids"])
+        for name in keys:
+            keys[name].extend(res["keys"].get(name, []))
+
+    # pass 1: results arrive in batch order, done or not, so keys line up with ids
+    results = executor.map(build_worker, spec, process_batch, todo())
+    next_index = 0
+    try:
+        for res in results:
+            while next_index < res["index"]:  # batches finished by an earlier run
+                absorb(_load(work, next_index))
+                next_index += 1
+            _spill(work, res)
+            absorb(res)
+            op_seconds.update(res["timings"])
+            cache_hits += res["cache"][0]
+            cache_misses += res["cache"][1]
+            bar.advance(len(res["ids"]) + len(res["quarantined"]))
+            next_index = res["index"] + 1
+        while next_index in done:
+            absorb(_load(work, next_index))
+            next_index += 1
+    finally:
+        executor.close()
+        bar.stop()
+    n_batches = next_index
+
+    # cross-record decisions, once over all keys
+    cross: dict[int, list[Reason]] = defaultdict(list)
+    for op in cross_ops:
+        t0 = time.perf_counter()
+        k: Any = keys[op.name]
+        if op.key_dtype:
+            import numpy as np
+
+            k = np.fromiter(k, dtype=op.key_dtype, count=len(k))
+        for pos, reason in op.decide_all(ids, k).items():
+            cross[pos].append(reason)
+        op_seconds[op.name] += time.perf_counter() - t0
+    keys.clear()
+
+    summary = _write_outputs(out, work, n_batches, ops, cross, rec, reader)
+    wall = time.perf_counter() - t_start
+    summary["timings"] = {
+        "wall_seconds": round(wall, 3),
+        "records_per_second": round(summary["counts"]["input"] / wall, 1) if wall else None,
+        "operator_seconds": {k: round(v, 3) for k, v in sorted(op_seconds.items())},
+        "workers": getattr(executor, "workers", None),
+        "signal_cache": {"hits": cache_hits, "misses": cache_misses, "path": cache_path},
+    }
+    _write_json(os.path.join(out, "summary.json"), summary)
+    shutil.rmtree(work, ignore_errors=True)
+    return CleanResult(out, summary, {name: os.path.join(out, name) for name in OUTPUTS})
+
+
+def _spill(work: str, res: dict[str, Any]) -> None:
+    path = os.path.join(work, f"{res['index']:07d}.pkl")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def _load(work: str, index: int) -> dict[str, Any]:
+    with open(os.path.join(work, f"{index:07d}.pkl"), "rb") as fh:
+        return pickle.load(fh)
+
+
+def _write_json(path: str, obj: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+
+
+def _write_outputs(
+    out: str,
+    work: str,
+    n_batches: int,
+    ops: list[Operator],
+    cross: dict[int, list[Reason]],
+    recipe: Recipe,
+    reader: Reader,
+) -> dict[str, Any]:
+    schema = _schema(ops)
+    tmp = {name: os.path.join(out, f".{name}.tmp") for name in OUTPUTS}
+    counts = Counter()
+    by_reason: Counter[str] = Counter()
+    by_op: Counter[str] = Counter()
+    change_counts: Counter[str] = Counter()
+    q_errors: Counter[str] = Counter()
+    pos = 0
+    fh = {n: open(tmp[n], "w", encoding="utf-8") for n in OUTPUTS if n.endswith(".jsonl")}  # noqa: SIM115
+    writer = pq.ParquetWriter(tmp["signals.parquet"], schema)
+    try:
+        for b in range(n_batches):
+            res = _load(work, b)
+            kept_flags = []
+            for i, rid in enumerate(res["ids"]):
+                reasons = res["reasons"][i] + [r.to_json() for r in cross.get(pos, [])]
+                pos += 1
+                if reasons:
+                    fh["rejected.jsonl"].write(
+                        f'{{"id": {dumps(rid)}, "record": {res["orig"][i]}, '
+                        f'"reasons": {dumps(reasons)}}}\n'
+                    )
+                    counts["rejected"] += 1
+                    for name in {r["op"] for r in reasons}:
+                        by_op[name] += 1
+                    for r in reasons:
+                        by_reason[f"{r['op']}/{r['reason']}"] += 1
+                    kept_flags.append(False)
+                else:
+                    fh["kept.jsonl"].write(res["out"][i] + "\n")
+                    counts["kept"] += 1
+                    kept_flags.append(True)
+            for line in res["changes"]:
+                fh["changes.jsonl"].write(line + "\n")
+                c = json.loads(line)
+                change_counts[f"{c['op']}/{c['fix']}"] += 1
+            for q in res["quarantined"]:
+                fh["quarantine.jsonl"].write(dumps(q) + "\n")
+                counts["quarantined"] += 1
+                q_errors[q["error"].split(" (")[0].split(":")[0]] += 1
+            cols: dict[str, Any] = {
+                "id": [str(x) for x in res["ids"]],
+                "file": res["files"],
+                "line": res["lines"],
+                "kept": kept_flags,
+            }
+            for name in schema.names[4:]:
+                cols[name] = res["signals"].get(name, [None] * len(res["ids"]))
+            writer.write_table(pa.table(cols, schema=schema))
+    finally:
+        for f in fh.values():
+            f.close()
+        writer.close()
+    for name in OUTPUTS:
+        if name != "summary.json":
+            os.replace(tmp[name], os.path.join(out, name))
+    n_in = counts["kept"] + counts["rejected"] + counts["quarantined"]
+    operators = []
+    for op in ops:
+        mine = {
+            k.split("/", 1)[1]: v
+            for k, v in sorted(by_reason.items())
+            if k.startswith(op.name + "/")
+        }
+        fixes = {
+            k.split("/", 1)[1]: v
+            for k, v in sorted(change_counts.items())
+            if k.startswith(op.name + "/")
+        }
+        operators.append(
+            {"op": op.name, "rejected": by_op[op.name], "reasons": mine, "changes": fixes}
+        )
+    return {
+        "tamis_version": _version(),
+        "recipe": recipe.name,
+        "recipe_fingerprint": recipe.fingerprint(),
+        "inputs": [
+            {"path": f.path, "type": f.filetype, "format": f.format, "detected": f.why}
+            for f in reader.files
+        ],
+        "counts": {
+            "input": n_in,
+            "kept": counts["kept"],
+            "rejected": counts["rejected"],
+            "quarantined": counts["quarantined"],
+        },
+        "operators": operators,
+        "quarantine_errors": dict(sorted(q_errors.items())),
+        "warnings": recipe.warnings,
+    }
+
+
+def _version() -> str:
+    from tamis import __version__
+
+    return __version__
+
+
+class _Progress:
+    """A rich progress line on stderr for long runs; silent when not wanted or not a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.p = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.p = Progress(
+                SpinnerColumn(),
+                TextColumn("cleaning"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("records"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.task = self.p.add_task("clean", total=None)
+            self.p.start()
+
+    def advance(self, n: int) -> None:
+        if self.p:
+            self.p.advance(self.task, n)
+
+    def stop(self) -> None:
+        if self.p:
+            self.p.stop()
+
+
+# --- check --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    """Findings of a check run, by type, with a few examples each."""
+
+    summary: dict[str, Any]
+    findings: dict[str, dict[str, Any]]
+    total: int
+    input: int
+
+
+def check(
+    inputs: str | list[str],
+    recipe: str | Recipe | None = None,
+    *,
+    examples: int = 3,
+    **kwargs: Any,
+) -> CheckResult:
+    """Run a recipe without keeping a dataset: what would be dropped or quarantined, and why."""
+    with tempfile.TemporaryDirectory(prefix="tamis-check-") as tmp:
+        res = clean(inputs, tmp, recipe, **kwargs)
+        findings: dict[str, dict[str, Any]] = {}
+        with open(res.files["rejected.jsonl"], encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                for r in row["reasons"]:
+                    f = findings.setdefault(
+                        f"{r['op']}/{r['reason']}", {"count": 0, "examples": []}
+                    )
+                    f["count"] += 1
+                    if len(f["examples"]) < examples:
+                        f["examples"].append({"id": row["id"], "text": _snippet(row["record"])})
+        with open(res.files["quarantine.jsonl"], encoding="utf-8") as fh:
+            for line in fh:
+                q = json.loads(line)
+                f = findings.setdefault("quarantine/unreadable", {"count": 0, "examples": []})
+                f["count"] += 1
+                if len(f["examples"]) < examples:
+                    f["examples"].append({"id": f"{q['source']}:{q['line']}", "text": q["error"]})
+    c = res.summary["counts"]
+    return CheckResult(
+        res.summary, dict(sorted(findings.items())), c["rejected"] + c["quarantined"], c["input"]
+    )
+
+
+def _snippet(obj: Any, n: int = 100) -> str:
+    text = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"

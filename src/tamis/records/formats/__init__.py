@@ -1,0 +1,36 @@
+"""Input formats: one module each, registered by name. `detect_format` picks one for a file."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tamis.errors import InputError
+from tamis.records.formats import alpaca, openai, prompt_completion, sharegpt, text  # noqa: F401
+from tamis.records.formats.base import FORMATS, FieldMap, Format
+
+# Most specific first: an object with `messages` and `text` is a chat.
+DETECT_ORDER = ("openai", "sharegpt", "alpaca", "prompt_completion", "text_label", "text")
+
+
+def detect_format(sample: list[Any], fields: FieldMap, path: str) -> tuple[Format, str]:
+    """Pick the format most of the sampled objects match; return it and a sentence saying why."""
+    votes: Counter[str] = Counter()
+    dicts = [o for o in sample if isinstance(o, dict)]
+    for obj in dicts:
+        for name in DETECT_ORDER:
+            if FORMATS[name].detect(obj, fields):
+                votes[name] += 1
+                break
+    if not votes:
+        keys = sorted({k for o in dicts for k in o})[:12]
+        raise InputError(
+            f"could not detect the format (fields seen: {keys or 'none'}); "
+            "pass --format, or map fields with --text-field/--label-field",
+            path,
+        )
+    name, n = votes.most_common(1)[0]
+    return FORMATS[name], f"{name} ({n}/{len(sample)} sampled rows match)"
+
+
+__all__ = ["DETECT_ORDER", "FORMATS", "FieldMap", "Format", "detect_format"]

@@ -1,0 +1,80 @@
+"""The Format interface and registry. A format turns one input object into a Record.
+
+`detect` says whether an object looks like this format; `to_record` never raises on a
+well-formed object of another shape: missing fields become turns with `None` content so that the
+structure operator reports them as a reason, rather than the record vanishing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tamis.records.model import Record, Source, Turn
+
+LABEL_FIELDS = ("label", "labels", "category", "class", "intent", "target", "sentiment")
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Names of the input's fields, for inputs that do not use the usual ones."""
+
+    text_field: str | None = None
+    label_field: str | None = None
+    id_field: str = "id"
+    messages_field: str | None = None
+    instruction_field: str | None = None
+    input_field: str | None = None
+    output_field: str | None = None
+    prompt_field: str | None = None
+    completion_field: str | None = None
+    system_field: str = "system"
+
+
+class Format:
+    """One input format: detect it, and read an object of it as a Record."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    recipe: ClassVar[str]  # name of the default recipe for this format
+
+    def detect(self, obj: dict[str, Any], fields: FieldMap) -> bool:
+        raise NotImplementedError
+
+    def turns(self, obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
+        raise NotImplementedError
+
+    def label_path(self, obj: dict[str, Any], fields: FieldMap) -> str | None:
+        return None
+
+    def to_record(self, obj: Any, source: Source, fields: FieldMap, default_id: str) -> Record:
+        turns = self.turns(obj, fields)
+        lp = self.label_path(obj, fields)
+        used = {t.path[0] for t in turns} | ({lp} if lp else set())
+        rid = obj.get(fields.id_field, default_id) if fields.id_field in obj else default_id
+        meta = {k: v for k, v in obj.items() if k not in used and k != fields.id_field}
+        return Record(
+            id=rid,
+            turns=turns,
+            raw=obj,
+            format=self.name,
+            source=source,
+            label=obj.get(lp) if lp else None,
+            label_path=(lp,) if lp else None,
+            meta=meta,
+        )
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(cls: type[Format]) -> type[Format]:
+    FORMATS[cls.name] = cls()
+    return cls
+
+
+def system_turn(obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
+    """A top-level system prompt field, when the object has one."""
+    if fields.system_field in obj:
+        return [Turn("system", obj[fields.system_field], (fields.system_field,))]
+    return []

@@ -1,0 +1,35 @@
+"""OpenAI chat: `messages`, a list of `{"role", "content"}`; optional `tools` and others kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tamis.records.formats.base import FieldMap, Format, register_format, system_turn
+from tamis.records.model import Turn
+
+
+@register_format
+class OpenAIChat(Format):
+    name = "openai"
+    description = "messages: [{role, content}, ...] (+ tools)"
+    recipe = "sft"
+
+    def _field(self, fields: FieldMap) -> str:
+        return fields.messages_field or "messages"
+
+    def detect(self, obj: dict[str, Any], fields: FieldMap) -> bool:
+        msgs = obj.get(self._field(fields))
+        return isinstance(msgs, list) and all(isinstance(m, dict) and "role" in m for m in msgs[:3])
+
+    def turns(self, obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
+        f = self._field(fields)
+        turns = system_turn(obj, fields)
+        msgs = obj.get(f)
+        if not isinstance(msgs, list):
+            return [*turns, Turn("user", None, (f,))]
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict):
+                turns.append(Turn("?", m, (f, i)))
+                continue
+            turns.append(Turn(str(m.get("role", "?")), m.get("content"), (f, i, "content")))
+        return turns

@@ -1,0 +1,435 @@
+"""Streaming readers (JSONL, JSON, CSV/TSV, Parquet, TXT) and writers.
+
+Readers stream: JSONL, CSV, TXT and Parquet are read a line / row group at a time, so memory does
+not grow with the file. A JSON file (an array or an object of arrays) is one value and is parsed
+whole; prefer JSONL for very large data.
+
+What stops a run raises `InputError` naming the file (and line): a missing path, a directory, an
+empty or binary file, a JSON file that does not parse, a format that cannot be detected. What
+affects one record goes to quarantine with its file, line and error, and the rest goes through.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from typing import Any
+
+from tamis.errors import InputError
+from tamis.records.formats import FORMATS, FieldMap, Format, detect_format
+from tamis.records.model import Record, Source
+
+DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
+SAMPLE_ROWS = 50
+EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "txt",
+}
+
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass(slots=True)
+class Quarantined:
+    """Input that could not be read as a record."""
+
+    source: str
+    line: int
+    error: str
+    raw: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "line": self.line, "error": self.error, "raw": self.raw}
+
+
+@dataclass
+class FileInfo:
+    """What was found in one input file."""
+
+    path: str
+    filetype: str
+    format: str
+    why: str
+    id_prefix: str
+
+
+def expand_paths(inputs: Iterable[str]) -> list[str]:
+    """Expand globs; refuse missing paths and directories with a message that says what to do."""
+    out: list[str] = []
+    for item in inputs:
+        item = str(item)
+        if any(c in item for c in "*?["):
+            hits = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not hits:
+                raise InputError("no file matches this pattern", item)
+            out.extend(hits)
+        elif os.path.isdir(item):
+            raise InputError(
+                f"is a directory; pass files or a glob such as '{item.rstrip('/')}/*.jsonl'", item
+            )
+        elif not os.path.exists(item):
+            raise InputError("no such file", item)
+        else:
+            out.append(item)
+    if not out:
+        raise InputError("no input files given")
+    return out
+
+
+def sniff_filetype(path: str) -> str:
+    """The file type from its extension, or from its first bytes; refuse binary files."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if not head:
+        raise InputError("file is empty", path)
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if b"\x00" in head:
+        raise InputError("looks like a binary file, not JSONL, JSON, CSV, TSV or Parquet", path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext in EXTENSIONS:
+        return EXTENSIONS[ext]
+    first = head.lstrip()[:1]
+    if first == b"[":
+        return "json"
+    if first == b"{":
+        # one object per line, or one object spanning lines
+        line = head.split(b"\n", 1)[0].strip()
+        return "jsonl" if line.endswith(b"}") else "json"
+    raise InputError(
+        f"unknown file type '{ext or '(none)'}': use .jsonl, .json, .csv, .tsv, .parquet or .txt",
+        path,
+    )
+
+
+# --- raw readers: yield (line, obj) or a Quarantined --------------------------------------------
+
+
+def _iter_jsonl(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            if len(raw) > max_bytes:
+                yield Quarantined(path, n, _too_big(len(raw), max_bytes), _preview(raw))
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Quarantined(
+                    path, n, f"invalid UTF-8 at byte {e.start}", raw.decode("utf-8", "replace")
+                )
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield Quarantined(path, n, f"malformed JSON: {e.msg} (column {e.colno})", text)
+                continue
+            if not isinstance(obj, dict):
+                yield Quarantined(
+                    path, n, f"expected a JSON object, got {type(obj).__name__}", text
+                )
+                continue
+            yield n, obj
+
+
+def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"invalid UTF-8 at byte {e.start}; the file must be UTF-8", path, line
+        ) from None
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"malformed JSON: {e.msg} (column {e.colno}); if it holds one object per line, "
+            "name it .jsonl",
+            path,
+            e.lineno,
+        ) from None
+    if isinstance(value, dict):
+        lists = {k: v for k, v in value.items() if isinstance(v, list)}
+        if len(lists) == 1 and all(isinstance(x, dict) for x in next(iter(lists.values()))):
+            value = next(iter(lists.values()))  # {"data": [{...}, ...]}
+        elif lists and len(lists) == len(value) and len({len(v) for v in lists.values()}) == 1:
+            keys = list(lists)
+            value = [dict(zip(keys, row, strict=True)) for row in zip(*lists.values(), strict=True)]
+        else:
+            value = [value]
+    if not isinstance(value, list):
+        raise InputError("expected a JSON array of objects or an object of arrays", path)
+    for n, obj in enumerate(value, 1):
+        if isinstance(obj, str):
+            obj = {"text": obj}  # an array of strings reads as plain text
+        if not isinstance(obj, dict):
+            yield Quarantined(
+                path, n, f"expected a JSON object, got {type(obj).__name__}", json.dumps(obj)
+            )
+            continue
+        yield n, obj
+
+
+def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError("file is empty", path) from None
+        width = len(header)
+        prev_line = reader.line_num
+        for row in reader:
+            line = prev_line + 1
+            prev_line = reader.line_num
+            if not row:
+                continue
+            raw = delimiter.join(row)
+            if any(_has_surrogates(v) for v in row):
+                yield Quarantined(path, line, "invalid UTF-8", _clean_surrogates(raw))
+                continue
+            if len(row) != width:
+                yield Quarantined(
+                    path, line, f"row has {len(row)} fields, the header has {width}", raw
+                )
+                continue
+            if len(raw) > max_bytes:
+                yield Quarantined(path, line, _too_big(len(raw), max_bytes), raw[:1000])
+                continue
+            yield line, dict(zip(header, row, strict=True))
+
+
+def _iter_txt(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            line = raw.rstrip(b"\r\n")  # blank lines stay records: line n is record n
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Quarantined(
+                    path, n, f"invalid UTF-8 at byte {e.start}", line.decode("utf-8", "replace")
+                )
+                continue
+            yield n, {"text": text}
+
+
+def _iter_parquet(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a broken file
+        raise InputError(f"not a readable Parquet file ({e})", path) from None
+    n = 0
+    for batch in pf.iter_batches(batch_size=4096):
+        for obj in batch.to_pylist():
+            n += 1
+            yield n, obj
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (
+        f"record is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit "
+        "(raise it with --max-record-mb)"
+    )
+
+
+def _preview(raw: bytes) -> str:
+    return raw[:1000].decode("utf-8", "replace")
+
+
+def _has_surrogates(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _clean_surrogates(s: str) -> str:
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def iter_objects(
+    path: str, filetype: str, max_bytes: int
+) -> Iterator[tuple[int, Any] | Quarantined]:
+    if filetype == "jsonl":
+        return _iter_jsonl(path, max_bytes)
+    if filetype == "json":
+        return _iter_json(path, max_bytes)
+    if filetype in ("csv", "tsv"):
+        return _iter_csv(path, "\t" if filetype == "tsv" else ",", max_bytes)
+    if filetype == "parquet":
+        return _iter_parquet(path, max_bytes)
+    if filetype == "txt":
+        return _iter_txt(path, max_bytes)
+    raise InputError(f"unsupported file type {filetype}", path)
+
+
+# --- the reader -------------------------------------------------------------------------------
+
+
+@dataclass
+class Reader:
+    """Reads inputs as Records, file by file, quarantining what cannot be a record.
+
+    Iterating gives Records; `items()` gives Records and Quarantined in input order, which is what
+    the pipeline uses. `files` says what format was found in each file once it has been opened.
+    """
+
+    inputs: list[str]
+    format: str | None = None
+    fields: FieldMap = field(default_factory=FieldMap)
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    files: list[FileInfo] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.paths = expand_paths(self.inputs)
+        if self.format is not None and self.format not in FORMATS:
+            raise InputError(f"unknown format '{self.format}'; choose from {sorted(FORMATS)}")
+        names = [os.path.basename(p) for p in self.paths]
+        self._prefix = {
+            p: (n if names.count(n) == 1 else p) for p, n in zip(self.paths, names, strict=True)
+        }
+        for p in self.paths:  # fail early, before any work, on files that cannot be read at all
+            sniff_filetype(p)
+
+    def __iter__(self) -> Iterator[Record]:
+        for item in self.items():
+            if isinstance(item, Record):
+                yield item
+            else:
+                self.quarantined.append(item)
+
+    def items(self) -> Iterator[Record | Quarantined]:
+        self.files = []
+        for path in self.paths:
+            yield from self._file_items(path)
+
+    def _file_items(self, path: str) -> Iterator[Record | Quarantined]:
+        filetype = sniff_filetype(path)
+        it = iter_objects(path, filetype, self.max_record_bytes)
+        head = list(islice(it, SAMPLE_ROWS))
+        objs = [x[1] for x in head if not isinstance(x, Quarantined)]
+        if not objs and not head:
+            raise InputError("file holds no records", path)
+        fmt, why = self._pick_format(objs, path)
+        info = FileInfo(path, filetype, fmt.name if fmt else "?", why, self._prefix[path])
+        self.files.append(info)
+        prefix = info.id_prefix
+        for item in chain(head, it):
+            if isinstance(item, Quarantined):
+                yield item
+                continue
+            line, obj = item
+            assert fmt is not None
+            yield fmt.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
+
+    def first_format(self) -> str | None:
+        """The format of the first file (given or detected), to choose a default recipe."""
+        if self.format:
+            return self.format
+        path = self.paths[0]
+        head = list(
+            islice(iter_objects(path, sniff_filetype(path), self.max_record_bytes), SAMPLE_ROWS)
+        )
+        objs = [x[1] for x in head if not isinstance(x, Quarantined)]
+        return detect_format(objs, self.fields, path)[0].name if objs else None
+
+    def _pick_format(self, objs: list[Any], path: str) -> tuple[Format | None, str]:
+        if self.format:
+            return FORMATS[self.format], f"{self.format} (given)"
+        if not objs:
+            return None, "no readable rows in the first rows"
+        return detect_format(objs, self.fields, path)
+
+
+def read(
+    inputs: str | Iterable[str],
+    format: str | None = None,
+    fields: FieldMap | None = None,
+    **field_names: str,
+) -> Reader:
+    """Read one or many files or globs as Records: `for rec in tamis.read("data.jsonl"): ...`.
+
+    Field names can be given as keywords: `read("x.csv", text_field="utterance")`.
+    """
+    if isinstance(inputs, str | os.PathLike):
+        inputs = [str(inputs)]
+    fields = fields or FieldMap(**field_names)
+    return Reader(list(inputs), format=format, fields=fields)
+
+
+# --- writers ----------------------------------------------------------------------------------
+
+
+def dumps(obj: Any) -> str:
+    """One JSON line as tamis writes it: UTF-8, no ASCII escaping, key order kept."""
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write(records: Iterable[Record], path: str, to: str = "same") -> int:
+    """Write records to `path` (type from its extension) in their own format, or exported.
+
+    `to` is "same" (the input's own fields) or an exporter name (see `tamis.records.exporters`).
+    Returns the number of objects written.
+    """
+    from tamis.records.exporters import export_objects
+
+    objs: Iterable[Any] = (
+        (r.to_raw() for r in records) if to == "same" else export_objects(records, to)
+    )
+    return write_objects(objs, path)
+
+
+def write_objects(objs: Iterable[Any], path: str) -> int:
+    ext = os.path.splitext(path)[1].lower()
+    filetype = EXTENSIONS.get(ext, "jsonl")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    n = 0
+    if filetype == "jsonl":
+        with open(path, "w", encoding="utf-8") as fh:
+            for o in objs:
+                fh.write(dumps(o) + "\n")
+                n += 1
+    elif filetype == "json":
+        items = list(objs)
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(items, fh, ensure_ascii=False, indent=2)
+        n = len(items)
+    elif filetype in ("csv", "tsv"):
+        items = list(objs)
+        keys = list(dict.fromkeys(k for o in items for k in o))
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, keys, delimiter="\t" if filetype == "tsv" else ",")
+            w.writeheader()
+            w.writerows(items)
+        n = len(items)
+    elif filetype == "txt":
+        with open(path, "w", encoding="utf-8") as fh:
+            for o in objs:
+                fh.write(str(o.get("text", "")) + "\n")
+                n += 1
+    elif filetype == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        items = list(objs)
+        pq.write_table(pa.Table.from_pylist(items), path)
+        n = len(items)
+    return n

@@ -1,0 +1,127 @@
+"""The Record: one example, whatever format it came from.
+
+A record keeps the original object (`raw`) and, for every piece of text it exposes as a turn, the
+path of that text inside `raw`. Writing a record back sets each turn's content at its path in a copy
+of `raw`, so a record no operator touched is written back as the very same JSON object, key order
+included; a normalised record differs only in the texts that changed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+# A path into the raw object: keys and list indexes, e.g. ("messages", 2, "content").
+Path = tuple[str | int, ...]
+
+ROLES = ("system", "user", "assistant", "tool", "text")
+
+
+@dataclass(slots=True)
+class Source:
+    """Where a record came from: the file as given and its 1-based line (or row / element)."""
+
+    file: str
+    line: int
+
+
+@dataclass(slots=True)
+class Turn:
+    """One role-tagged piece of text. `path` says where it lives in the raw object.
+
+    `content` is normally a string; it is whatever the input held when that is not a string
+    (None, a number, a list of parts) so that the structure operator can report it.
+    """
+
+    role: str
+    content: Any
+    path: Path
+
+    @property
+    def field(self) -> str:
+        """The path written the way people read it: `messages[2].content`, `output`."""
+        out = ""
+        for p in self.path:
+            out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+        return out
+
+    @property
+    def text(self) -> str:
+        """The content as text: '' for missing content, str() of anything else."""
+        if isinstance(self.content, str):
+            return self.content
+        return "" if self.content is None else str(self.content)
+
+
+@dataclass(slots=True)
+class Record:
+    """One example: id, ordered turns, optional label, and the untouched original object.
+
+    `meta` holds the input's fields that are neither turns nor the label, untouched.
+    `format` is the name of the format the record was read as; writing back uses it.
+    """
+
+    id: Any
+    turns: list[Turn]
+    raw: Any
+    format: str
+    source: Source
+    label: Any = None
+    label_path: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def texts(self, role: str | None = None) -> list[str]:
+        """Texts of the turns, optionally only those of one role."""
+        return [t.text for t in self.turns if role is None or t.role == role]
+
+    def messages(self) -> list[dict[str, str]]:
+        """The record as a chat: consecutive turns of one role joined by a blank line.
+
+        An Alpaca record becomes [user: instruction + input, assistant: output]; plain text and
+        text+label records become one `user` message.
+        """
+        out: list[dict[str, str]] = []
+        for t in self.turns:
+            role = "user" if t.role == "text" else t.role
+            text = t.text
+            if out and out[-1]["role"] == role:
+                if text:
+                    out[-1]["content"] = (
+                        f"{out[-1]['content']}\n\n{text}" if out[-1]["content"] else text
+                    )
+            else:
+                out.append({"role": role, "content": text})
+        return out
+
+    def to_raw(self) -> Any:
+        """The original object with the (possibly changed) turn contents put back in place."""
+        changed = [t for t in self.turns if _get(self.raw, t.path) is not t.content]
+        if not changed:
+            return self.raw
+        out = copy.deepcopy(self.raw)
+        for t in changed:
+            _set(out, t.path, t.content)
+        return out
+
+    def content_key(self) -> str:
+        """A stable text of what the record says (roles + contents + label), for hashing."""
+        parts = [f"{t.role}\x1f{t.text}" for t in self.turns]
+        if self.label is not None:
+            parts.append(f"label\x1f{self.label}")
+        return "\x1e".join(parts)
+
+
+def _get(obj: Any, path: Path) -> Any:
+    for p in path:
+        try:
+            obj = obj[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return obj
+
+
+def _set(obj: Any, path: Path, value: Any) -> None:
+    for p in path[:-1]:
+        obj = obj[p]
+    obj[path[-1]] = value
