@@ -159,6 +159,7 @@ DANGLING_WORDS = frozenset(
     ]
 )
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
+BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 TERMINAL = tuple(".!?\"')]}>`*:;…%$")
 
 
@@ -176,10 +177,16 @@ def _rep_signals(text: str, ngrams: bool = True) -> dict[str, float]:
                 dup_chars += len(ln)
             seen.add(ln)
         out["dup_line_frac"] = dup_lines / len(lines)
+        run = best = 1
+        for a, b in zip(lines, lines[1:], strict=False):
+            run = run + 1 if a == b else 1
+            best = max(best, run)
+        out["line_run"] = best
         out["dup_line_char_frac"] = dup_chars / max(1, sum(map(len, lines)))
     else:
         out["dup_line_frac"] = 0.0
         out["dup_line_char_frac"] = 0.0
+        out["line_run"] = len(lines)
     out["top_ngram_frac"] = out["dup_ngram_frac"] = 0.0
     if not ngrams:
         return out
@@ -219,6 +226,8 @@ def _truncation(text: str) -> float:
         return 1.0  # an unclosed code block
     if DANGLING_END.search(s):
         return 1.0
+    if any(s.count(a) > s.count(b) for a, b in BRACKETS):
+        return 1.0  # an opened bracket never closed
     last = s.rsplit(None, 1)[-1].lower()
     if last.strip("\"'*_") in DANGLING_WORDS:
         return 1.0
@@ -273,6 +282,7 @@ class Heuristics(Operator):
         "max_dup_line_char_frac": Param(
             0.3, "share of characters in duplicated lines (Gopher: 0.2)"
         ),
+        "max_line_run": Param(3, "most times one line may repeat in a row"),
         "max_top_ngram_frac": Param(0.65, "character share of the top 2-4-gram (Gopher: 0.2)"),
         "max_dup_ngram_frac": Param(0.55, "character share of repeated 5/10-grams (Gopher: 0.15)"),
         "max_symbol_ratio": Param(0.6, "share of ASCII symbol characters (not letters/digits)"),
@@ -291,6 +301,7 @@ class Heuristics(Operator):
         "words_answer": "int32",
         "dup_line_frac": "float32",
         "dup_line_char_frac": "float32",
+        "line_run": "int32",
         "top_ngram_frac": "float32",
         "dup_ngram_frac": "float32",
         "symbol_ratio": "float32",
@@ -401,6 +412,7 @@ class Heuristics(Operator):
             ("top_ngram_frac", p["max_top_ngram_frac"]),
             ("dup_ngram_frac", p["max_dup_ngram_frac"]),
         ]
+        rep.append(("line_run", p["max_line_run"]))
         for key, limit in rep:
             if s[key] > limit:
                 add("repetition", s[key], key)

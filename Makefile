@@ -1,0 +1,33 @@
+# `make demo`: set everything up and clean the bundled sample. `make test`: lint, format check, tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= filters,dev
+
+.PHONY: demo test setup bench clean-out
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tamis clean examples/data/gsm8k_sample.jsonl -o out/demo
+	@echo "Report: out/demo/summary.json · rejected with reasons: out/demo/rejected.jsonl · kept: out/demo/kept.jsonl"
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),bench]"
+	$(BIN)/python benchmarks/clean_throughput.py
+	$(BIN)/python benchmarks/defects.py
+
+clean-out:
+	rm -rf out

@@ -1,0 +1,25 @@
+"""Write a benchmark's table into docs/benchmarks.md between markers named after the benchmark."""
+
+from __future__ import annotations
+
+import platform
+import re
+from datetime import date
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace the section `<!-- name -->...<!-- /name -->` in docs/benchmarks.md (or append it)."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    block = f"<!-- {name} -->\n_{date.today()} · {machine()}_\n\n{body.strip()}\n<!-- /{name} -->"
+    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
+    DOC.write_text(text)

@@ -1,0 +1,271 @@
+"""Inject known defects into copies of real instruction records, with a fixed seed.
+
+Each injector takes a clean Alpaca-style object (`instruction`, `input`, `output` or `response`)
+and returns a damaged copy; `DEFECTS` maps the defect name to the injector and to what tamis should
+report for it: a rejection reason (`op/reason`) or a logged change (`change:op/fix`). This gives
+ground truth for recall per defect type and for false drops on the untouched records.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+def _out_key(o: Obj) -> str:
+    return "response" if "response" in o and "output" not in o else "output"
+
+
+def _luhn_complete(prefix: str, rng: random.Random, length: int = 16) -> str:
+    digits = prefix + "".join(str(rng.randrange(10)) for _ in range(length - len(prefix) - 1))
+    for check in range(10):
+        cand = digits + str(check)
+        total, alt = 0, False
+        for ch in reversed(cand):
+            d = int(ch)
+            if alt:
+                d = d * 2 - 9 if d > 4 else d * 2
+            total += d
+            alt = not alt
+        if total % 10 == 0:
+            return cand
+    raise AssertionError
+
+
+def _iban(rng: random.Random) -> str:
+    bban = "".join(str(rng.randrange(10)) for _ in range(18))
+    num = int("".join(str(int(c, 36)) for c in bban + "DE00"))
+    check = 98 - num % 97
+    s = f"DE{check:02d}{bban}"
+    return " ".join(s[i : i + 4] for i in range(0, len(s), 4))
+
+
+def _pii_value(rng: random.Random) -> str:
+    kind = rng.randrange(7)
+    first = rng.choice(["john", "maria", "wei", "amara", "lukas", "sofia"])
+    if kind == 0:
+        domain = rng.choice(["gmail.com", "yahoo.co.uk", "proton.me"])
+        return f"{first}.{rng.randrange(1000, 9999)}@{domain}"
+    if kind == 1:
+        return f"({rng.randrange(201, 989)}) {rng.randrange(200, 999)}-{rng.randrange(1000, 9999)}"
+    if kind == 2:
+        a, b, c, d = (
+            rng.randrange(11, 223),
+            rng.randrange(256),
+            rng.randrange(256),
+            rng.randrange(1, 255),
+        )
+        return f"{a}.{b}.{c}.{d}"
+    if kind == 3:
+        card = _luhn_complete(rng.choice(["4", "51", "37", "6011"]), rng)
+        return " ".join(card[i : i + 4] for i in range(0, 16, 4))
+    if kind == 4:
+        return _iban(rng)
+    if kind == 5:
+        return f"{rng.randrange(100, 665)}-{rng.randrange(10, 99)}-{rng.randrange(1000, 9999)}"
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    return "AKIA" + "".join(rng.choice(alphabet) for _ in range(16))
+
+
+UNSEEN_PREFIXES = [
+    "Look at the attached photo. ",
+    "Based on the chart above, answer this: ",
+    "Describe the image and then answer: ",
+    "Using the screenshot I sent, ",
+    "Watch the video below and answer: ",
+]
+CANNOT_PREFIXES = [
+    "Draw a diagram that shows this problem: ",
+    "Record an audio clip that explains: ",
+    "Create a video walking through: ",
+    "Sketch a picture of the situation: ",
+]
+BOILERPLATE_PREFIXES = [
+    "As an AI language model, I can help with that. ",
+    "I am an AI language model, but here is an answer. ",
+    "As an AI, I don't have personal opinions, but ",
+]
+REFUSALS = [
+    "I'm sorry, but I cannot help with that request.",
+    "I am unable to provide an answer to this question.",
+    "Sorry, I can't assist with that.",
+    "I cannot fulfill this request as it goes against my guidelines.",
+]
+PLACEHOLDERS = ["N/A", "...", "-", "none", "<nooutput>", "TBD"]
+SYMBOLS = "#@$%^&*~|\\/<>{}[]=+_!?;:"
+
+
+def _empty(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    o[_out_key(o)] = ""
+    return o
+
+
+def _placeholder(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    o[_out_key(o)] = rng.choice(PLACEHOLDERS)
+    return o
+
+
+def _too_long(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    k = _out_key(o)
+    text = o[k]
+    while len(text) < 45_000:
+        text += "\n\n" + rng.choice(pool)[_out_key(o)]
+    o[k] = text
+    return o
+
+
+def _too_short(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    o["instruction"] = o["instruction"][:2]
+    if "input" in o:
+        o["input"] = ""
+    return o
+
+
+def _repetition(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    k = _out_key(o)
+    lines = [ln for ln in o[k].split("\n") if ln.strip()] or [o[k]]
+    loop = lines[-1]
+    o[k] = o[k] + ("\n" + loop) * rng.randrange(6, 12)
+    return o
+
+
+def _symbols(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    k = _out_key(o)
+    n = max(40, len(o[k]))
+    o[k] = "".join(
+        rng.choice(SYMBOLS) if rng.random() < 0.8 else rng.choice("abc123 ") for _ in range(n)
+    )
+    return o
+
+
+def _merged(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    k = _out_key(o)
+    other = rng.choice(pool)
+    o[k] = (
+        f"{o[k]}\n\n2. Instruction: {other['instruction']}\n2. Input: {other.get('input', '')}\n"
+        f"2. Output: {other[_out_key(other)]}"
+    )
+    return o
+
+
+def _unseen(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    o["instruction"] = rng.choice(UNSEEN_PREFIXES) + o["instruction"]
+    return o
+
+
+def _cannot(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    o["instruction"] = rng.choice(CANNOT_PREFIXES) + o["instruction"]
+    return o
+
+
+def _boilerplate(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    k = _out_key(o)
+    o[k] = rng.choice(BOILERPLATE_PREFIXES) + o[k]
+    return o
+
+
+def _refusal(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    o[_out_key(o)] = rng.choice(REFUSALS)
+    return o
+
+
+def _truncated(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    """Cut the answer at a random token boundary between 30% and 80% of its words."""
+    k = _out_key(o)
+    words = o[k].split(" ")
+    if len(words) < 6:
+        return o
+    cut = rng.randrange(int(len(words) * 0.3) + 1, int(len(words) * 0.8) + 1)
+    o[k] = " ".join(words[:cut])
+    return o
+
+
+def _copies(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    o[_out_key(o)] = o["instruction"]
+    return o
+
+
+def _pii(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    k = _out_key(o)
+    o[k] = f"{o[k]}\nFor questions, reach me at {_pii_value(rng)}."
+    return o
+
+
+def _duplicate(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    src = copy.deepcopy(rng.choice(pool))
+    k = _out_key(src)
+    if rng.random() < 0.5:  # same text, other case and spacing
+        src[k] = "  " + src[k].upper().replace(" ", "  ") + " "
+    return src
+
+
+def _missing_output(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    del o[_out_key(o)]
+    return o
+
+
+def _mojibake(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    k = _out_key(o)
+    o[k] = (o[k] + " That’s it — done.").encode("utf-8").decode("cp1252", errors="replace")
+    return o
+
+
+Injector = Callable[[Obj, random.Random, list[Obj]], Obj]
+# name -> (injector, what tamis should report)
+DEFECTS: dict[str, tuple[Injector, str]] = {
+    "empty_answer": (_empty, "structure/empty_assistant"),
+    "placeholder_answer": (_placeholder, "heuristics/placeholder_answer"),
+    "too_long": (_too_long, "heuristics/too_long"),
+    "too_short": (_too_short, "heuristics/too_short"),
+    "repetition": (_repetition, "heuristics/repetition"),
+    "symbols": (_symbols, "heuristics/symbols"),
+    "merged_instructions": (_merged, "heuristics/merged_instructions"),
+    "unseen_reference": (_unseen, "heuristics/unseen_reference"),
+    "cannot_fulfil": (_cannot, "heuristics/cannot_fulfil"),
+    "ai_boilerplate": (_boilerplate, "heuristics/ai_boilerplate"),
+    "refusal": (_refusal, "heuristics/refusal"),
+    "truncated": (_truncated, "heuristics/truncated"),
+    "copies_prompt": (_copies, "heuristics/copies_prompt"),
+    "missing_output": (_missing_output, "structure/missing_field"),
+    "exact_duplicate": (_duplicate, "exact_dedup/duplicate"),
+    "pii": (_pii, "change:pii"),
+    "mojibake": (_mojibake, "change:normalize/mojibake"),
+}
+
+
+def inject_defects(
+    objs: list[Obj],
+    rate: float = 0.3,
+    seed: int = 0,
+    defects: list[str] | None = None,
+) -> tuple[list[Obj], list[str | None]]:
+    """Damage a share `rate` of copies of `objs`, each with one defect, round-robin by type.
+
+    Returns the new list (same length and order) and, per object, the defect injected or None.
+    The objects are given an `id` ("r<index>") so reports can be joined back.
+    """
+    rng = random.Random(seed)
+    names = defects or list(DEFECTS)
+    pool = [copy.deepcopy(o) for o in objs]
+    out: list[Obj] = []
+    truth: list[str | None] = []
+    chosen = set(rng.sample(range(len(objs)), int(len(objs) * rate)))
+    turn = 0
+    earlier: list[Obj] = []  # untouched records before this one: a copy of one is a duplicate
+    for i, o in enumerate(objs):
+        o = copy.deepcopy(o)
+        label = None
+        if i in chosen:
+            label = names[turn % len(names)]
+            turn += 1
+            src = earlier if label == "exact_duplicate" and earlier else pool
+            o = DEFECTS[label][0](o, rng, src)
+        else:
+            earlier.append(pool[i])
+        out.append({"id": f"r{i}", **{k: v for k, v in o.items() if k != "id"}})
+        truth.append(label)
+    return out, truth
