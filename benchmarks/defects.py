@@ -78,7 +78,9 @@ def main() -> None:
     ]
     for name in DEFECTS:
         r = hit[name] / injected[name] if injected[name] else float("nan")
-        lines.append(f"| {name} | `{DEFECTS[name][1]}` | {injected[name]} | {hit[name]} | {r:.3f} |")
+        lines.append(
+            f"| {name} | `{DEFECTS[name][1]}` | {injected[name]} | {hit[name]} | {r:.3f} |"
+        )
     lines += [
         "",
         "| data set | damaged | untouched | untouched dropped | false-drop rate |",

@@ -1,0 +1,39 @@
+"""Shared fixtures: paths to the real data in ../shared/data, small slices of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+def data_files() -> list[Path]:
+    """Every data file in ../shared/data (not licences or READMEs)."""
+    return sorted(
+        p
+        for p in DATA.rglob("*")
+        if p.is_file() and p.suffix in (".csv", ".json", ".txt", ".jsonl", ".parquet")
+    )
+
+
+@pytest.fixture(scope="session")
+def gsm8k() -> list[dict]:
+    return json.loads((DATA / "instruct" / "gsm_8k_train.json").read_text())
+
+
+@pytest.fixture()
+def gsm_file(tmp_path: Path, gsm8k: list[dict]) -> Path:
+    """The first 200 gsm8k records as JSONL."""
+    p = tmp_path / "gsm.jsonl"
+    p.write_text("".join(json.dumps(o) + "\n" for o in gsm8k[:200]))
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the signal cache out of the home folder during tests."""
+    monkeypatch.setenv("TAMIS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -1,0 +1,111 @@
+"""Bad input: a clear one-line error naming file and line (exit 2), or quarantine and go on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import DATA
+from tamis.cli.main import app
+
+runner = CliRunner()
+
+
+def _clean(tmp_path: Path, *inputs: str) -> tuple[int, str, Path]:
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["clean", *inputs, "-o", str(out), "-w", "1", "--no-cache"])
+    return res.exit_code, res.output, out
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _gsm_lines(gsm8k: list[dict], n: int) -> list[str]:
+    return [json.dumps(o) for o in gsm8k[:n]]
+
+
+def test_malformed_json_line_and_invalid_utf8_are_quarantined(tmp_path: Path, gsm8k) -> None:
+    lines = [x.encode() for x in _gsm_lines(gsm8k, 6)]
+    lines[2] = lines[2][:-5]  # cut: malformed JSON
+    lines[4] = lines[4][:30] + b"\xff" + lines[4][30:]  # not UTF-8
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    code, _, out = _clean(tmp_path, str(p))
+    assert code == 0
+    q = _lines(out / "quarantine.jsonl")
+    assert [(x["line"], x["error"].split(":")[0].split(" at")[0]) for x in q] == [
+        (3, "malformed JSON"),
+        (5, "invalid UTF-8"),
+    ]
+    assert q[0]["source"] == str(p) and q[0]["raw"]
+    s = json.loads((out / "summary.json").read_text())["counts"]
+    assert s == {"input": 6, "kept": 4, "rejected": 0, "quarantined": 2}
+
+
+def test_ragged_csv_rows_are_quarantined(tmp_path: Path) -> None:
+    rows = (DATA / "banking77" / "train.csv").read_text().splitlines()[:8]
+    rows[3] += ",extra_field"
+    rows[6] = rows[6].split(",")[0]
+    p = tmp_path / "ragged.csv"
+    p.write_text("\n".join(rows) + "\n")
+    code, _, out = _clean(tmp_path, str(p))
+    assert code == 0
+    q = _lines(out / "quarantine.jsonl")
+    assert [x["line"] for x in q] == [4, 7]
+    assert "row has 3 fields, the header has 2" in q[0]["error"]
+    assert json.loads((out / "summary.json").read_text())["counts"]["kept"] == 5
+
+
+def test_a_10_mb_field_is_quarantined_and_the_rest_goes_through(tmp_path: Path, gsm8k) -> None:
+    big = dict(gsm8k[1], output="x " * 5_000_000)
+    p = tmp_path / "big.jsonl"
+    p.write_text("\n".join([json.dumps(gsm8k[0]), json.dumps(big), json.dumps(gsm8k[2])]) + "\n")
+    code, _, out = _clean(tmp_path, str(p))
+    assert code == 0
+    (q,) = _lines(out / "quarantine.jsonl")
+    assert q["line"] == 2 and "MB, over the" in q["error"] and "--max-record-mb" in q["error"]
+    assert len(_lines(out / "kept.jsonl")) == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "missing.jsonl", "no such file"),
+        (lambda p: p, "is a directory"),
+        (lambda p: _write(p / "empty.jsonl", b""), "file is empty"),
+        (lambda p: _write(p / "blob.jsonl", bytes(range(256)) * 4), "binary file"),
+        (lambda p: _write(p / "x.yaml", b"a: 1\n"), "unknown file type"),
+        (lambda p: _write(p / "odd.jsonl", b'{"foo": 1, "bar": 2}\n'), "could not detect"),
+        (lambda p: _write(p / "broken.json", b'[{"text": "a"},\n {"text": }]'), "malformed JSON"),
+    ],
+    ids=["missing", "directory", "empty", "binary", "unknown-type", "unknown-format", "bad-json"],
+)
+def test_unusable_input_stops_with_one_clear_line(tmp_path: Path, make, message: str) -> None:
+    target = make(tmp_path)
+    code, output, _ = _clean(tmp_path, str(target))
+    assert code == 2
+    assert message in output and str(target) in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) <= 2  # one message (rich may wrap it once)
+
+
+def test_broken_json_error_names_the_line(tmp_path: Path) -> None:
+    p = _write(tmp_path / "broken.json", b'[{"text": "a"},\n {"text": }]')
+    _, output, _ = _clean(tmp_path, str(p))
+    assert f"{p}:2:" in output.replace("\n", "")
+
+
+def test_unknown_recipe_operator_is_a_usage_error(tmp_path: Path, gsm_file: Path) -> None:
+    r = tmp_path / "r.yaml"
+    r.write_text("ops:\n  - nonsense: {}\n")
+    res = runner.invoke(app, ["clean", str(gsm_file), "-o", str(tmp_path / "o"), "-r", str(r)])
+    assert res.exit_code == 2 and "unknown operator 'nonsense'" in res.output
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -1,0 +1,164 @@
+"""`tamis clean` / `tamis check` end to end on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import tamis
+from conftest import DATA, ROOT
+from tamis.cli.main import app
+from tamis.pipeline.recipe import Recipe
+from tamis.records.io import write_objects
+from tamis.testing import inject_defects
+
+runner = CliRunner()
+OUTS = ("kept.jsonl", "rejected.jsonl", "quarantine.jsonl", "changes.jsonl", "signals.parquet")
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    for name in OUTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
+    sa.pop("timings"), sb.pop("timings")
+    assert sa == sb
+
+
+def test_banking77_exact_duplicates_and_invariant(tmp_path: Path) -> None:
+    res = tamis.clean(str(DATA / "banking77" / "train.csv"), str(tmp_path), workers=1)
+    c = res.counts
+    assert c["input"] == 10003 == c["kept"] + c["rejected"] + c["quarantined"]
+    rejected = _rows(tmp_path / "rejected.jsonl")
+    dups = [r for r in rejected if r["reasons"][0]["reason"] == "duplicate"]
+    assert len(dups) == 4  # the data set's README: 4 exact duplicates in train
+    kept_texts = {" ".join(o["text"].lower().split()) for o in _rows(tmp_path / "kept.jsonl")}
+    for d in dups:
+        assert d["reasons"][0]["duplicate_of"].startswith("train.csv:")
+        # the first copy is kept (normalised: whitespace fixed)
+        assert " ".join(d["record"]["text"].lower().split()) in kept_texts
+    assert len(_rows(tmp_path / "kept.jsonl")) == c["kept"]
+
+
+def test_injected_defects_are_rejected_with_reasons(tmp_path: Path, gsm8k) -> None:
+    objs, truth = inject_defects(gsm8k[:400], rate=0.3, seed=3)
+    src = tmp_path / "in.jsonl"
+    write_objects(objs, str(src))
+    res = tamis.clean(str(src), str(tmp_path / "out"), workers=1)
+    c = res.counts
+    assert c["input"] == 400 == c["kept"] + c["rejected"] + c["quarantined"]
+    rejected = {r["id"]: r for r in _rows(tmp_path / "out" / "rejected.jsonl")}
+    by_id = dict(zip((o["id"] for o in objs), truth, strict=True))
+    for rid, row in rejected.items():
+        assert row["reasons"] and all("op" in r and "reason" in r for r in row["reasons"])
+        assert row["record"] == objs[int(rid[1:])]  # the original record, untouched
+    found = {rid for rid in rejected if by_id[rid] == "placeholder_answer"}
+    assert found == {rid for rid, t in by_id.items() if t == "placeholder_answer"}
+    false = [rid for rid in rejected if by_id[rid] is None]
+    assert len(false) <= 3  # at most 1% of the 280 untouched records
+    changes = _rows(tmp_path / "out" / "changes.jsonl")
+    pii_ids = {x["id"] for x in changes if x["op"] == "pii"}
+    assert pii_ids == {rid for rid, t in by_id.items() if t == "pii"}
+    redacted = next(x for x in changes if x["op"] == "pii")
+    assert "[" in redacted["after"] and redacted["before"] != redacted["after"]
+
+
+def test_deterministic_across_runs_and_worker_counts(tmp_path: Path, gsm8k) -> None:
+    objs, _ = inject_defects(gsm8k[:300], rate=0.3, seed=5)
+    src = tmp_path / "in.jsonl"
+    write_objects(objs, str(src))
+    tamis.clean(str(src), str(tmp_path / "a"), workers=1, batch_size=64)
+    tamis.clean(str(src), str(tmp_path / "b"), workers=2, batch_size=64)
+    _same_outputs(tmp_path / "a", tmp_path / "b")
+
+
+def test_changing_a_threshold_reuses_cached_signals(tmp_path: Path, gsm_file: Path) -> None:
+    cache = tmp_path / "cache"
+    first = tamis.clean(str(gsm_file), str(tmp_path / "a"), cache_dir=str(cache))
+    assert first.summary["timings"]["signal_cache"]["misses"] == 2 * 200  # language + offensive
+    recipe = Recipe.load("sft")
+    recipe.steps = [
+        (n, {**p, "threshold": 0.5} if n == "offensive" else p, o) for n, p, o in recipe.steps
+    ]
+    second = tamis.clean(str(gsm_file), str(tmp_path / "b"), recipe, cache_dir=str(cache))
+    assert second.summary["timings"]["signal_cache"] == {
+        "hits": 2 * 200,
+        "misses": 0,
+        "path": str(cache),
+    }
+
+
+def test_resume_after_kill_gives_identical_outputs(tmp_path: Path, gsm8k) -> None:
+    src = tmp_path / "in.jsonl"
+    write_objects(gsm8k[:3000], str(src))
+    args = [str(src), "-w", "1", "--batch-size", "100", "-q", "--no-cache"]
+    tamis_cmd = [sys.executable, "-m", "tamis.cli.main", "clean"]
+    subprocess.run([*tamis_cmd, *args, "-o", str(tmp_path / "full")], check=True)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*tamis_cmd, *args, "-o", str(out)])
+    work = out / ".work"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if work.exists() and len(list(work.glob("*.pkl"))) >= 5:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    spilled = len(list(work.glob("*.pkl")))
+    assert 5 <= spilled < 30, "the run should have been killed part way"
+    assert not (out / "kept.jsonl").exists()
+    subprocess.run([*tamis_cmd, *args, "-o", str(out), "--resume"], check=True)
+    _same_outputs(tmp_path / "full", out)
+
+
+def test_check_exit_codes(tmp_path: Path, gsm_file: Path) -> None:
+    sample = str(ROOT / "examples" / "data" / "gsm8k_sample.jsonl")
+    res = runner.invoke(app, ["check", sample, "-w", "1"])
+    assert res.exit_code == 1 and "heuristics/placeholder_answer" in res.output
+    res = runner.invoke(app, ["check", sample, "-w", "1", "--fail-over", "0.5", "--json"])
+    assert res.exit_code == 0
+    report = json.loads(res.output)
+    assert report["input"] == 300 and 0 < report["findings_total"] <= 150
+    assert report["findings"]["structure/missing_field"]["examples"][0]["id"].startswith("r")
+    clean_part = tmp_path / "clean.jsonl"
+    clean_part.write_text("".join(gsm_file.read_text().splitlines(True)[:20]))
+    assert runner.invoke(app, ["check", str(clean_part), "-w", "1"]).exit_code == 0
+    assert runner.invoke(app, ["check", str(tmp_path / "nope.jsonl")]).exit_code == 2
+
+
+def test_cli_clean_prints_summary_and_json(tmp_path: Path, gsm_file: Path) -> None:
+    res = runner.invoke(app, ["clean", str(gsm_file), "-o", str(tmp_path / "o"), "-w", "1"])
+    assert res.exit_code == 0, res.output
+    assert "input 200 = kept" in res.output
+    res = runner.invoke(app, ["clean", str(gsm_file), "-o", str(tmp_path / "o"), "--json"])
+    assert json.loads(res.output)["counts"]["input"] == 200
+    for name in (*OUTS, "summary.json"):
+        assert (tmp_path / "o" / name).exists()
+
+
+def test_ops_lists_every_operator_with_parameters() -> None:
+    res = runner.invoke(app, ["ops", "--json"])
+    ops = json.loads(res.output)
+    assert set(ops) >= {
+        "normalize",
+        "structure",
+        "heuristics",
+        "language",
+        "offensive",
+        "pii",
+        "exact_dedup",
+    }
+    assert ops["heuristics"]["params"]["max_symbol_ratio"]["default"] == 0.6
+    assert "truncated" in ops["heuristics"]["reasons"]
+    assert runner.invoke(app, ["--help"]).exit_code == 0

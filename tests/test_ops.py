@@ -1,0 +1,100 @@
+"""Operators one by one, on real records with known damage."""
+
+from __future__ import annotations
+
+import pytest
+
+from tamis.ops.base import get_operator
+from tamis.ops.pii import find_pii
+from tamis.records.formats import FORMATS, FieldMap
+from tamis.records.model import Source
+
+
+def _rec(obj: dict, fmt: str = "alpaca"):
+    return FORMATS[fmt].to_record(obj, Source("t.jsonl", 1), FieldMap(), "t.jsonl:1")
+
+
+def _reasons(op_name: str, rec, **params) -> set[str]:
+    op = get_operator(op_name)(**params)
+    op.setup()
+    (sig,) = op.compute([rec])
+    return {r.reason for r in op.decide(rec, sig)}
+
+
+def test_normalize_repairs_mojibake_and_placeholders_and_logs(gsm8k) -> None:
+    broken = (gsm8k[0]["output"] + " That’s it.").encode("utf-8").decode("cp1252")
+    rec = _rec({**gsm8k[0], "input": "<noinput>", "output": broken + "\u200b  \r\n"})
+    op = get_operator("normalize")()
+    op.setup()
+    changes = op.transform(rec)
+    assert {c.fix for c in changes} >= {"placeholder_input", "mojibake", "zero_width", "whitespace"}
+    assert rec.to_raw()["output"] == gsm8k[0]["output"] + " That’s it."
+    assert rec.to_raw()["input"] == ""
+
+
+def test_normalize_leaves_clean_text_and_curly_quotes_alone(gsm8k) -> None:
+    rec = _rec({**gsm8k[0], "output": "It’s “fine”."})
+    op = get_operator("normalize")()
+    op.setup()
+    assert op.transform(rec) == [] and rec.to_raw() is rec.raw
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [
+        ("mail maria.1234@gmail.com now", ["email"]),
+        ("mail someone@example.com now", []),  # reserved example domain
+        ("card 4111 1111 1111 1111 ok", ["credit_card"]),
+        ("card 4111 1111 1111 1112 ok", []),  # fails Luhn
+        ("iban DE89 3704 0044 0532 0130 00.", ["iban"]),
+        ("server at 8.8.4.4.", ["ip_address"]),
+        ("localhost 127.0.0.1 and 192.168.0.1", []),
+        ("call (415) 555-0199 today", ["phone"]),
+        ("ssn 123-45-6789", ["ssn"]),
+        ("key AKIAZ7Q3J5K2L9M4N6P8 here", ["secret"]),
+        ("api_key = 'YOUR_API_KEY_GOES_HERE'", []),
+        ("She sold 48/2 = 24 clips, 1,000,000 in total, version 1.2.3", []),
+    ],
+)
+def test_pii_detectors(text: str, kinds: list[str]) -> None:
+    assert [k for _, _, k in find_pii(text)] == kinds
+
+
+def test_pii_modes(gsm8k) -> None:
+    obj = {**gsm8k[0], "output": gsm8k[0]["output"] + " Mail maria.1234@gmail.com."}
+    assert _reasons("pii", _rec(obj), mode="drop") == {"pii"}
+    assert _reasons("pii", _rec(obj), mode="flag") == set()
+    rec = _rec(obj)
+    (change,) = get_operator("pii")(mode="redact").transform(rec)
+    assert rec.to_raw()["output"].endswith("Mail [EMAIL].") and change.fix == "redact:email"
+
+
+def test_structure_on_chats() -> None:
+    ok = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    assert _reasons("structure", _rec(ok, "openai")) == set()
+    bad = {"messages": [{"role": "assistant", "content": "yo"}, {"role": "user", "content": 3}]}
+    assert _reasons("structure", _rec(bad, "openai")) == {
+        "out_of_order",
+        "non_string",
+        "last_not_assistant",
+    }
+    conv = {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": " "}]}
+    assert _reasons("structure", _rec(conv, "sharegpt")) == {"empty_assistant"}
+
+
+def test_heuristics_keep_real_records_and_catch_damage(gsm8k) -> None:
+    for obj in gsm8k[:300]:
+        assert _reasons("heuristics", _rec(obj)) <= {"truncated"}
+    o = gsm8k[1]
+    cases = {
+        "merged_instructions": {**o, "output": o["output"] + "\n\n2. Instruction: Add 2 and 2."},
+        "ai_boilerplate": {**o, "output": "As an AI language model, " + o["output"]},
+        "refusal": {**o, "output": "I'm sorry, but I cannot help with that request."},
+        "cannot_fulfil": {**o, "instruction": "Draw a picture of this: " + o["instruction"]},
+        "unseen_reference": {**o, "instruction": "Describe the image. " + o["instruction"]},
+        "copies_prompt": {**o, "output": o["instruction"]},
+        "truncated": {**o, "output": o["output"].rsplit(" ", 3)[0] + " of the"},
+        "repetition": {**o, "output": o["output"] + "\nSo the answer is 10." * 8},
+    }
+    for reason, obj in cases.items():
+        assert reason in _reasons("heuristics", _rec(obj)), reason
