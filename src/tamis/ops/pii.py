@@ -151,27 +151,54 @@ def _secret_ok(m: re.Match[str]) -> bool:
     return not PLACEHOLDER_SECRET.search(value)
 
 
-# type, placeholder, pattern, validator (None: the pattern is enough)
-DETECTORS: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], bool] | None]] = [
-    ("secret", SECRET, _secret_ok),
-    ("email", EMAIL, _email_ok),
-    ("iban", IBAN, _iban_ok),
-    ("credit_card", CARD, _card_ok),
-    ("ssn", SSN, None),
-    ("phone", PHONE, None),
-    ("ip_address", IPV4, _ip_ok),
-    ("ip_address", IPV6, _ip_ok),
+SECRET_MARKERS = (
+    "AKIA",
+    "ASIA",
+    "gh",
+    "github_pat_",
+    "sk-",
+    "xox",
+    "AIza",
+    "_live_",
+    "_test_",
+    "hf_",
+    "eyJ",
+    "PRIVATE KEY",
+)
+SECRET_WORDS = ("key", "secret", "token", "passw")
+
+
+def _maybe_secret(t: str) -> bool:
+    return any(m in t for m in SECRET_MARKERS) or any(w in t.lower() for w in SECRET_WORDS)
+
+
+def _digits(t: str) -> int:
+    return sum(map(t.count, "0123456789"))
+
+
+# type, pattern, validator (None: the pattern is enough), and a cheap test that must pass first:
+# most texts hold no PII, and these literal checks are far cheaper than the patterns.
+DETECTORS: list[
+    tuple[str, re.Pattern[str], Callable[[re.Match[str]], bool] | None, Callable[[str], bool]]
+] = [
+    ("secret", SECRET, _secret_ok, _maybe_secret),
+    ("email", EMAIL, _email_ok, lambda t: "@" in t),
+    ("iban", IBAN, _iban_ok, lambda t: _digits(t) >= 12),
+    ("credit_card", CARD, _card_ok, lambda t: _digits(t) >= 13),
+    ("ssn", SSN, None, lambda t: "-" in t),
+    ("phone", PHONE, None, lambda t: _digits(t) >= 7),
+    ("ip_address", IPV4, _ip_ok, lambda t: t.count(".") >= 3),
+    ("ip_address", IPV6, _ip_ok, lambda t: t.count(":") >= 2),
 ]
-DIGIT = re.compile(r"\d")
 
 
 def find_pii(text: str) -> list[tuple[int, int, str]]:
     """Non-overlapping (start, end, type) spans of PII in `text`, earliest detector first."""
-    if "@" not in text and "KEY-----" not in text and not DIGIT.search(text):
-        return []
     spans: list[tuple[int, int, str]] = []
     taken: list[tuple[int, int]] = []
-    for kind, pattern, ok in DETECTORS:
+    for kind, pattern, ok, maybe in DETECTORS:
+        if not maybe(text):
+            continue
         for m in pattern.finditer(text):
             if ok is not None and not ok(m):
                 continue
@@ -223,11 +250,17 @@ class PII(Operator):
 
     def compute(self, records: list[Record]) -> list[dict[str, Any]]:
         out = []
+        # spans found here are reused by transform() (same batch, same worker): no second search
+        self._found: dict[int, dict[int, list[tuple[int, int, str]]]] = {}
         for r in records:
             kinds: list[str] = []
-            for t in r.turns:
+            self._found[id(r)] = {}
+            for i, t in enumerate(r.turns):
                 if isinstance(t.content, str) and t.content:
-                    kinds.extend(k for _, _, k in self._spans(t.content))
+                    spans = self._spans(t.content)
+                    if spans:
+                        self._found[id(r)][i] = spans
+                        kinds.extend(k for _, _, k in spans)
             out.append({"pii_count": len(kinds), "pii_types": ",".join(sorted(set(kinds))) or None})
         return out
 
@@ -240,9 +273,10 @@ class PII(Operator):
         if self.p["mode"] != "redact":
             return []
         changes = []
-        for t in record.turns:
+        found = getattr(self, "_found", {}).pop(id(record), None)
+        for i, t in enumerate(record.turns):
             if isinstance(t.content, str) and t.content:
-                spans = self._spans(t.content)
+                spans = found.get(i, []) if found is not None else self._spans(t.content)
                 if spans:
                     new = redact(t.content, spans)
                     kinds = ",".join(sorted({k for _, _, k in spans}))
