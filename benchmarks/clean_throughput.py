@@ -125,8 +125,9 @@ def main() -> None:
     ]
     table = "\n".join(lines)
     print(table)
-    write_section("clean_throughput", "## Clean throughput (`benchmarks/clean_throughput.py`)\n\n"
-                  + table)
+    write_section(
+        "clean_throughput", "## Clean throughput (`benchmarks/clean_throughput.py`)\n\n" + table
+    )
 
 
 if __name__ == "__main__":
