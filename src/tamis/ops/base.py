@@ -20,7 +20,7 @@ import hashlib
 import importlib.util
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tamis.errors import RecipeError
@@ -78,6 +78,18 @@ class Change:
         }
 
 
+@dataclass
+class CrossContext:
+    """What a cross-record decision sees besides its own keys (all in input order)."""
+
+    ids: Sequence[Any]
+    alive: Any  # numpy bool: not already dropped by a per-record or an earlier cross-record op
+    signals: dict[str, Any] = field(default_factory=dict)  # wanted signal columns (numpy)
+    embeddings: Any = None  # (records, dim) float32, when an op uses embeddings
+    artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # extra JSONL files
+    notes: dict[str, Any] = field(default_factory=dict)  # what the op reports in summary.json
+
+
 class Operator:
     """Base class. Subclasses set the class attributes and override what they do."""
 
@@ -120,10 +132,21 @@ class Operator:
         """Cross-record: a compact key per record, computed while streaming."""
         return None
 
-    key_dtype: ClassVar[str | None] = None  # numpy dtype of keys, to store them compactly
+    def keys(self, records: list[Record]) -> Any:
+        """Cross-record: the keys of a batch (vectorise here). A list, a numpy array (rows are
+        records), or a dict of those; the runner concatenates batches in input order."""
+        return [self.key(r) for r in records]
 
-    def decide_all(self, ids: Sequence[Any], keys: Any) -> dict[int, Reason]:
-        """Cross-record: given every id and key in input order, reasons by position."""
+    key_dtype: ClassVar[str | None] = None  # numpy dtype of list keys, to store them compactly
+    uses_embeddings: ClassVar[bool] = False  # the runner gathers one embedding per record
+    artifacts: ClassVar[tuple[str, ...]] = ()  # extra files decide_all writes (via ctx.artifacts)
+
+    def wanted_signals(self) -> list[str]:
+        """Cross-record: signal columns (`op.signal`) decide_all needs, e.g. for a keep policy."""
+        return []
+
+    def decide_all(self, keys: Any, ctx: CrossContext) -> dict[int, Reason]:
+        """Cross-record: given every key in input order, reasons by position."""
         return {}
 
     # --- derived --------------------------------------------------------------------------------
@@ -185,6 +208,7 @@ def _load_builtin() -> None:
         dedup,
         heuristics,
         language,
+        near_dedup,
         normalize,
         offensive,
         pii,

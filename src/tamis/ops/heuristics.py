@@ -14,9 +14,11 @@ it cannot fulfil as text, AI boilerplate, cut-off answers and answers that copy 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any
 
+import numpy as np
+
+from tamis.ops import ngrams
 from tamis.ops.base import Operator, Param, Reason, joined, prompt_roles, register
 from tamis.records.model import Record
 
@@ -81,6 +83,30 @@ UNSEEN_DOC = _unseen(
     r"attachment)\b|\b(?:link|url)\s+(?:above|below)\b"
     r"|\battached\s+(?:is|are|file|document|image|pdf|photo)\b",
 )
+
+
+# Tokens every match of a pattern contains: a set test on the record's tokens comes first, and
+# the pattern runs only when it passes (most records).
+def _plural(*words: str) -> frozenset[str]:
+    return frozenset(words) | {w + "s" for w in words}
+
+
+MEDIA_TOKENS = _plural(
+    "image",
+    "picture",
+    "photo",
+    "photograph",
+    "screenshot",
+    "diagram",
+    "chart",
+    "figure",
+    "video",
+    "audio",
+    "recording",
+)
+DOC_TOKENS = _plural(
+    "attachment", "pdf", "document", "spreadsheet", "file", "article", "link", "url"
+) | {"attached"}
 BARE_URL = re.compile(r"^\s*((?:https?://|www\.)\S+)\s*$", re.IGNORECASE)
 # A bare URL as input is fine when the task is code or a tool call that only passes it on.
 URL_AS_ARGUMENT = re.compile(
@@ -97,6 +123,27 @@ CANNOT_FULFIL = re.compile(
     r"(?:video|animation|movie|gif|image|picture|photo|logo|drawing|painting|3d model)s?\b)",
     re.IGNORECASE,
 )
+FULFIL_TOKENS = frozenset(
+    [
+        "draw",
+        "sketch",
+        "paint",
+        "illustrate",
+        "record",
+        "upload",
+        "send",
+        "play",
+        "sing",
+        "film",
+        "shoot",
+        "create",
+        "make",
+        "produce",
+        "generate",
+        "render",
+        "design",
+    ]
+)
 BOILERPLATE = re.compile(
     r"\bas an? (?:ai|artificial intelligence)(?: language)? (?:model|assistant)\b"
     r"|\bas an? ai,? i (?:don't|do not|cannot|can't|am not|am unable)\b"
@@ -106,6 +153,20 @@ BOILERPLATE = re.compile(
     r"|\bi (?:don't|do not) have (?:personal )?(?:opinions|feelings|emotions|beliefs)\b"
     r"|\bmy (?:knowledge )?(?:cutoff|cut-off)\b",
     re.IGNORECASE,
+)
+BOILERPLATE_TOKENS = frozenset(
+    [
+        "ai",
+        "intelligence",
+        "language",
+        "openai",
+        "opinions",
+        "feelings",
+        "emotions",
+        "beliefs",
+        "cutoff",
+        "cut",
+    ]
 )
 REFUSAL = re.compile(
     r"^\s*(?:i'm sorry|i am sorry|sorry|unfortunately|i apologi[sz]e)\b[^.!?\n]{0,60}"
@@ -163,58 +224,44 @@ BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 TERMINAL = tuple(".!?\"')]}>`*:;…%$")
 
 
-def _rep_signals(text: str, ngrams: bool = True) -> dict[str, float]:
-    """Gopher repetition fractions: duplicate lines, top n-gram share, duplicate n-gram share."""
+def _line_signals(text: str) -> dict[str, float]:
+    """Gopher's line repetition: duplicate line share (by count and characters), longest run."""
     lines = [ln for ln in text.split("\n") if ln.strip()]
-    out: dict[str, float] = {}
-    if len(lines) > 1:
-        seen: set[str] = set()
-        dup_lines = 0
-        dup_chars = 0
-        for ln in lines:
-            if ln in seen:
-                dup_lines += 1
-                dup_chars += len(ln)
-            seen.add(ln)
-        out["dup_line_frac"] = dup_lines / len(lines)
-        run = best = 1
-        for a, b in zip(lines, lines[1:], strict=False):
-            run = run + 1 if a == b else 1
-            best = max(best, run)
-        out["line_run"] = best
-        out["dup_line_char_frac"] = dup_chars / max(1, sum(map(len, lines)))
-    else:
-        out["dup_line_frac"] = 0.0
-        out["dup_line_char_frac"] = 0.0
-        out["line_run"] = len(lines)
-    out["top_ngram_frac"] = out["dup_ngram_frac"] = 0.0
-    if not ngrams:
-        return out
-    words = WORD.findall(text.lower())
-    total = sum(map(len, words)) or 1
-    top = 0.0
+    if len(lines) <= 1:
+        return {"dup_line_frac": 0.0, "dup_line_char_frac": 0.0, "line_run": len(lines)}
+    seen: set[str] = set()
+    dup_lines = 0
+    dup_chars = 0
+    for ln in lines:
+        if ln in seen:
+            dup_lines += 1
+            dup_chars += len(ln)
+        seen.add(ln)
+    run = best = 1
+    for a, b in zip(lines, lines[1:], strict=False):
+        run = run + 1 if a == b else 1
+        best = max(best, run)
+    return {
+        "dup_line_frac": dup_lines / len(lines),
+        "dup_line_char_frac": dup_chars / max(1, sum(map(len, lines))),
+        "line_run": best,
+    }
+
+
+def ngram_repetition(word_lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Gopher's top 2-4-gram share and duplicate 5/10-gram share, for a batch at once.
+
+    An empty list means "not checked" and scores 0.
+    """
+    flat = ngrams.flatten(word_lists)
+    counts = flat.counts
+    top = np.zeros(flat.n_records)
     for n in (2, 3, 4):
-        if len(words) >= n + 1:
-            grams = Counter(zip(*(words[i:] for i in range(n)), strict=False))
-            gram, c = grams.most_common(1)[0]
-            if c > 1:
-                top = max(top, c * sum(map(len, gram)) / total)
-    out["top_ngram_frac"] = top
-    dupf = 0.0
+        top = np.maximum(top, ngrams.top_ngram_frac(flat, n, counts >= n + 1))
+    dup = np.zeros(flat.n_records)
     for n in (5, 10):
-        if len(words) >= n * 2:
-            seen_g: set[tuple[str, ...]] = set()
-            covered = [False] * len(words)
-            for i in range(len(words) - n + 1):
-                g = tuple(words[i : i + n])
-                if g in seen_g:
-                    for j in range(i, i + n):
-                        covered[j] = True
-                seen_g.add(g)
-            frac = sum(len(w) for w, c in zip(words, covered, strict=True) if c) / total
-            dupf = max(dupf, frac)
-    out["dup_ngram_frac"] = dupf
-    return out
+        dup = np.maximum(dup, ngrams.dup_ngram_frac(flat, n, counts >= 2 * n))
+    return top, dup
 
 
 def _truncation(text: str) -> float:
@@ -224,7 +271,7 @@ def _truncation(text: str) -> float:
         return 0.0
     if s.count("```") % 2 == 1:
         return 1.0  # an unclosed code block
-    if DANGLING_END.search(s):
+    if DANGLING_END.search(s[-8:]):  # the pattern is anchored at the end
         return 1.0
     if any(s.count(a) > s.count(b) for a, b in BRACKETS):
         return 1.0  # an opened bracket never closed
@@ -247,18 +294,19 @@ def _truncation(text: str) -> float:
 TOKEN = re.compile(r"\w+|[^\w\s]+")
 
 
-def _copy_overlap(prompt: str, answer: str) -> float:
-    """Share of the answer's token 3-grams (words and symbol runs) that stand in the prompt.
+def copy_overlap(prompts: list[list[str]], answers: list[list[str]]) -> np.ndarray:
+    """Share of each answer's token 3-grams (words and symbol runs) that stand in its prompt.
 
-    Symbols count, so a code fix that changes `=` to `>=` is not a copy.
+    Symbols count, so a code fix that changes `=` to `>=` is not a copy. Answers under 3 tokens
+    count as a copy when they stand whole in the prompt.
     """
-    aw = TOKEN.findall(answer.lower())
-    if len(aw) < 3:
-        return 1.0 if aw and " ".join(aw) in " ".join(TOKEN.findall(prompt.lower())) else 0.0
-    pw = TOKEN.findall(prompt.lower())
-    pg = set(zip(pw, pw[1:], pw[2:], strict=False))
-    ag = list(zip(aw, aw[1:], aw[2:], strict=False))
-    return sum(g in pg for g in ag) / len(ag)
+    share, total = ngrams.contained_frac(
+        ngrams.flatten(answers, lengths=False), ngrams.flatten(prompts, lengths=False), 3
+    )
+    for i in np.flatnonzero(total == 0):
+        aw = answers[i]
+        share[i] = 1.0 if aw and " ".join(aw) in " ".join(prompts[i]) else 0.0
+    return share
 
 
 @register
@@ -331,42 +379,74 @@ class Heuristics(Operator):
     }
 
     def compute(self, records: list[Record]) -> list[dict[str, Any]]:
-        return [self._one(r) for r in records]
+        sigs, mains, prompts, answers = [], [], [], []
+        for r in records:
+            sig, main_words, ptoks, atoks = self._one(r)
+            sigs.append(sig)
+            mains.append(main_words)
+            prompts.append(ptoks)
+            answers.append(atoks)
+        # the n-gram work runs over the whole batch as array operations
+        top, dup = ngram_repetition(mains)
+        copy = copy_overlap(prompts, answers)
+        for i, sig in enumerate(sigs):
+            sig["top_ngram_frac"] = float(top[i])
+            sig["dup_ngram_frac"] = float(dup[i])
+            if sig["copy_overlap"] is None:
+                sig["copy_overlap"] = float(copy[i])
+        return sigs
 
-    def _one(self, record: Record) -> dict[str, Any]:
+    def _one(self, record: Record) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
+        """The per-record signals; n-gram ones are filled in over the batch by compute().
+
+        Also returns the words checked for repetition and the prompt's and answer's tokens.
+        """
         prompt = joined(record, prompt_roles(record))
         answer = joined(record, ("assistant",))
         has_answer = any(t.role == "assistant" for t in record.turns)
         main = answer if has_answer else prompt
-        wa = len(WORD.findall(answer)) if has_answer else 0
-        wp = len(WORD.findall(prompt))
+        main_words = WORD.findall(main.lower())
+        other = len(WORD.findall(prompt)) if has_answer else 0
+        wa, wp = (len(main_words), other) if has_answer else (0, len(main_words))
         sig: dict[str, Any] = {
             "chars_prompt": len(prompt),
             "chars_answer": len(answer),
             "words_prompt": wp,
             "words_answer": wa,
         }
-        words_main = wa if has_answer else wp
-        sig.update(_rep_signals(main, ngrams=words_main >= self.p["repetition_min_words"]))
+        sig.update(_line_signals(main))
         b = main.encode("utf-8", "surrogatepass")
         sig["symbol_ratio"] = len(b.translate(None, SYMBOL_DELETE)) / len(b) if b else 0.0
         sig["placeholder_answer"] = has_answer and answer.strip().lower() in PLACEHOLDER_OUTPUTS
-        sig["merged_instructions"] = len(MERGED.findall(answer)) if has_answer else 0
+        sig["merged_instructions"] = (
+            len(MERGED.findall(answer)) if has_answer and ":" in answer else 0
+        )
         has_input = any(
             t.path[-1] == "input" and isinstance(t.content, str) and t.content.strip()
             for t in record.turns
         )
+        ptoks = TOKEN.findall(prompt.lower())
+        atoks = TOKEN.findall(answer.lower()) if has_answer else []
+        pset = set(ptoks)
         sig["unseen_reference"] = bool(
-            UNSEEN_MEDIA.search(prompt)
-            or (not has_input and UNSEEN_DOC.search(prompt))
+            (not MEDIA_TOKENS.isdisjoint(pset) and UNSEEN_MEDIA.search(prompt))
+            or (not has_input and not DOC_TOKENS.isdisjoint(pset) and UNSEEN_DOC.search(prompt))
             or self._bare_url_input(record, prompt, answer)
         )
-        sig["cannot_fulfil"] = bool(CANNOT_FULFIL.search(prompt))
-        sig["boilerplate"] = bool(BOILERPLATE.search(answer)) if has_answer else False
+        sig["cannot_fulfil"] = bool(
+            not FULFIL_TOKENS.isdisjoint(pset) and CANNOT_FULFIL.search(prompt)
+        )
+        sig["boilerplate"] = bool(
+            has_answer and not BOILERPLATE_TOKENS.isdisjoint(atoks) and BOILERPLATE.search(answer)
+        )
         sig["refusal"] = bool(REFUSAL.search(answer)) if has_answer else False
         sig["truncation"] = _truncation(answer) if has_answer else 0.0
-        sig["copy_overlap"] = _copy_overlap(prompt, answer) if has_answer else 0.0
-        return sig
+        sig["copy_overlap"] = None if has_answer else 0.0  # filled in by compute()
+        if len(main_words) < self.p["repetition_min_words"]:
+            main_words = []
+        if not has_answer:
+            ptoks = []  # no copy check without an answer
+        return sig, main_words, ptoks, atoks
 
     @staticmethod
     def _bare_url_input(record: Record, prompt: str, answer: str) -> bool:

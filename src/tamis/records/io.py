@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from typing import Any
 
 from tamis.errors import InputError
@@ -52,6 +52,30 @@ class Quarantined:
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "line": self.line, "error": self.error, "raw": self.raw}
+
+
+@dataclass(slots=True)
+class Deferred:
+    """A JSONL line read but not yet parsed: parsing happens where it is resolved (a worker).
+
+    Sending raw lines to workers costs far less than pickling parsed records, and spreads the
+    JSON parsing over every worker instead of the one process that reads.
+    """
+
+    path: str
+    line: int
+    raw: bytes
+    format: str
+    id_prefix: str
+    fields: FieldMap
+
+    def resolve(self) -> Record | Quarantined:
+        item = parse_jsonl_line(self.path, self.line, self.raw)
+        if isinstance(item, Quarantined):
+            return item
+        return FORMATS[self.format].to_record(
+            item[1], Source(self.path, self.line), self.fields, f"{self.id_prefix}:{self.line}"
+        )
 
 
 @dataclass
@@ -117,7 +141,8 @@ def sniff_filetype(path: str) -> str:
 # --- raw readers: yield (line, obj) or a Quarantined --------------------------------------------
 
 
-def _iter_jsonl(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+def _iter_jsonl_raw(path: str, max_bytes: int) -> Iterator[tuple[int, bytes] | Quarantined]:
+    """Non-blank lines of a JSONL file, unparsed; lines over the size limit are quarantined."""
     with open(path, "rb") as fh:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -125,24 +150,29 @@ def _iter_jsonl(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarant
             if len(raw) > max_bytes:
                 yield Quarantined(path, n, _too_big(len(raw), max_bytes), _preview(raw))
                 continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield Quarantined(
-                    path, n, f"invalid UTF-8 at byte {e.start}", raw.decode("utf-8", "replace")
-                )
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield Quarantined(path, n, f"malformed JSON: {e.msg} (column {e.colno})", text)
-                continue
-            if not isinstance(obj, dict):
-                yield Quarantined(
-                    path, n, f"expected a JSON object, got {type(obj).__name__}", text
-                )
-                continue
-            yield n, obj
+            yield n, raw
+
+
+def parse_jsonl_line(path: str, n: int, raw: bytes) -> tuple[int, Any] | Quarantined:
+    """One JSONL line as (line, object), or a Quarantined saying what is wrong with it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Quarantined(
+            path, n, f"invalid UTF-8 at byte {e.start}", raw.decode("utf-8", "replace")
+        )
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return Quarantined(path, n, f"malformed JSON: {e.msg} (column {e.colno})", text)
+    if not isinstance(obj, dict):
+        return Quarantined(path, n, f"expected a JSON object, got {type(obj).__name__}", text)
+    return n, obj
+
+
+def _iter_jsonl(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+    for item in _iter_jsonl_raw(path, max_bytes):
+        yield item if isinstance(item, Quarantined) else parse_jsonl_line(path, *item)
 
 
 def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
@@ -316,15 +346,27 @@ class Reader:
             else:
                 self.quarantined.append(item)
 
-    def items(self) -> Iterator[Record | Quarantined]:
+    def items(self, defer: bool = False) -> Iterator[Record | Quarantined | Deferred]:
+        """Records and Quarantined in input order.
+
+        With `defer`, JSONL lines after the first few come as `Deferred` (call `.resolve()`), so
+        that the pipeline can parse them in its workers.
+        """
         self.files = []
         for path in self.paths:
-            yield from self._file_items(path)
+            yield from self._file_items(path, defer)
 
-    def _file_items(self, path: str) -> Iterator[Record | Quarantined]:
+    def _file_items(self, path: str, defer: bool) -> Iterator[Record | Quarantined | Deferred]:
         filetype = sniff_filetype(path)
-        it = iter_objects(path, filetype, self.max_record_bytes)
+        lazy = defer and filetype == "jsonl"
+        it: Iterator[Any] = (
+            _iter_jsonl_raw(path, self.max_record_bytes)
+            if lazy
+            else iter_objects(path, filetype, self.max_record_bytes)
+        )
         head = list(islice(it, SAMPLE_ROWS))
+        if lazy:
+            head = [x if isinstance(x, Quarantined) else parse_jsonl_line(path, *x) for x in head]
         objs = [x[1] for x in head if not isinstance(x, Quarantined)]
         if not objs and not head:
             raise InputError("file holds no records", path)
@@ -332,13 +374,29 @@ class Reader:
         info = FileInfo(path, filetype, fmt.name if fmt else "?", why, self._prefix[path])
         self.files.append(info)
         prefix = info.id_prefix
-        for item in chain(head, it):
+        for item in head:
             if isinstance(item, Quarantined):
                 yield item
                 continue
             line, obj = item
             assert fmt is not None
             yield fmt.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
+        for item in it:
+            if isinstance(item, Quarantined):
+                yield item
+                continue
+            line, obj = item
+            if fmt is None:
+                raise InputError(
+                    f"the first {SAMPLE_ROWS} rows are all unreadable, so the format cannot be "
+                    "detected; fix them or give --format",
+                    path,
+                    line,
+                )
+            if lazy:
+                yield Deferred(path, line, obj, fmt.name, prefix, self.fields)
+            else:
+                yield fmt.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
 
     def first_format(self) -> str | None:
         """The format of the first file (given or detected), to choose a default recipe."""

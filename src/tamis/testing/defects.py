@@ -269,3 +269,28 @@ def inject_defects(
         out.append({"id": f"r{i}", **{k: v for k, v in o.items() if k != "id"}})
         truth.append(label)
     return out, truth
+
+
+def edit_words(text: str, rate: float, rng: random.Random, vocab: list[str]) -> str:
+    """A near-copy of `text`: `rate` of its words deleted, substituted or swapped with the next.
+
+    For near-duplicate ground truth (benchmarks/near_dups.py): each edit is one of the three at
+    random; substitutes come from `vocab`. Line breaks are kept.
+    """
+    lines = [ln.split(" ") for ln in text.split("\n")]
+    slots = [(i, j) for i, ln in enumerate(lines) for j in range(len(ln)) if ln[j]]
+    n_edits = max(1, round(rate * len(slots))) if slots else 0
+    for i, j in rng.sample(slots, min(n_edits, len(slots))):
+        ln = lines[i]
+        if j >= len(ln):
+            continue
+        kind = rng.randrange(3)
+        if kind == 0:
+            ln[j] = ""
+        elif kind == 1:
+            ln[j] = rng.choice(vocab)
+        elif j + 1 < len(ln):
+            ln[j], ln[j + 1] = ln[j + 1], ln[j]
+        else:
+            ln[j] = ""
+    return "\n".join(" ".join(w for w in ln if w) for ln in lines)

@@ -1,0 +1,146 @@
+"""Stable, vectorised shingle hashing for a whole batch of texts (numpy).
+
+Near-duplicate detection compares records hashed in different worker processes, so hashes must be
+the same in every process (Python's `hash()` of a string is not). Here every text of a batch is
+laid end to end as UTF-8 bytes, and a polynomial prefix hash over the bytes gives the hash of any
+byte span in O(1) array operations: a word is a span, a character n-gram is a span, and a word
+n-gram mixes its words' hashes. No Python loop runs per token or per shingle.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+WORD = re.compile(r"\w+")
+_BASE = 0x100000001B3  # FNV prime: odd, so it has an inverse modulo 2**64
+_INV_BASE = pow(_BASE, -1, 2**64)
+_M = [np.uint64(x) for x in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)]
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads every input bit over every output bit."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M[1]
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M[2]
+    return x ^ (x >> np.uint64(31))
+
+
+def normalise(text: str, lowercase: bool = True, punctuation: bool = True) -> str:
+    """The text a shingle sees: lowercased, words only (punctuation dropped), single spaces."""
+    if lowercase:
+        text = text.lower()
+    return " ".join(WORD.findall(text)) if punctuation else " ".join(text.split())
+
+
+@dataclass
+class Shingles:
+    """Shingle hashes of a batch: `hashes[i]` belongs to record `rec[i]`."""
+
+    hashes: np.ndarray  # uint64
+    rec: np.ndarray  # int64
+    n_records: int
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    out = np.empty(n, np.uint64)
+    if n:
+        out[0] = 1
+        if n > 1:
+            out[1:] = np.cumprod(np.full(n - 1, base, np.uint64))
+    return out
+
+
+# byte classes for splitting words without a regex: ASCII letters, digits and "_" and every
+# non-ASCII byte (UTF-8 letters of other scripts) are word bytes; with `punctuation` off, only
+# whitespace separates words.
+_WORD_BYTES = np.zeros(256, bool)
+for _c in b"0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _WORD_BYTES[_c] = True
+_WORD_BYTES[128:] = True
+_NON_SPACE = np.ones(256, bool)
+for _c in b" \t\n\r\x0b\x0c\x00":
+    _NON_SPACE[_c] = False
+
+
+def shingle(
+    texts: list[str],
+    kind: str = "word",
+    n: int = 3,
+    lowercase: bool = True,
+    punctuation: bool = True,
+) -> Shingles:
+    """Hash every word n-gram (`kind="word"`) or character n-gram (`"char"`) of the texts.
+
+    Normalisation: lowercase, and punctuation ignored (words are runs of letters, digits and "_";
+    non-ASCII characters count as letters), each by option. Character n-grams run over the words
+    joined by single spaces. Texts shorter than one n-gram give one shingle: the whole text, so
+    that short texts still match their copies. Empty texts give none.
+    """
+    if kind not in ("word", "char"):
+        raise ValueError(f"shingle kind must be 'word' or 'char', not {kind!r}")
+    texts = [t.replace("\x00", " ") for t in texts]
+    if lowercase:
+        texts = [t.lower() for t in texts]
+    if kind == "char":
+        texts = [normalise(t, False, punctuation) for t in texts]
+    data = "\x00".join(texts).encode("utf-8", "surrogatepass") + b"\x00"
+    arr = np.frombuffer(data, np.uint8)
+    size = len(arr)
+    # prefix hash: pre[i] = sum_{j<i} b[j] * B^j (mod 2^64); span hash = (pre[e]-pre[s]) * B^-s
+    pw = _powers(_BASE, size)
+    pre = np.zeros(size + 1, np.uint64)
+    np.cumsum(arr.astype(np.uint64) * pw, out=pre[1:])
+    ipw = _powers(_INV_BASE, size + 1)
+    ends_rec = np.flatnonzero(arr == 0)  # where each record ends
+    starts_rec = np.concatenate([[0], ends_rec[:-1] + 1])
+    r = len(texts)
+
+    def span(s: np.ndarray, e: np.ndarray) -> np.ndarray:
+        return mix64((pre[e] - pre[s]) * ipw[s] + (e - s).astype(np.uint64))
+
+    if kind == "char":
+        pos = np.arange(size - n + 1 if size >= n else 0, dtype=np.int64)
+        rec_of = np.searchsorted(ends_rec, pos, side="left")
+        ok = (pos + n) <= ends_rec[np.minimum(rec_of, r - 1)]
+        pos, rec_of = pos[ok], rec_of[ok]
+        hashes = span(pos, pos + n)
+    else:
+        sep = ~(_WORD_BYTES if punctuation else _NON_SPACE)[arr]
+        prev_sep = np.concatenate([[True], sep[:-1]])
+        next_sep = np.concatenate([sep[1:], [True]])
+        w_start = np.flatnonzero(prev_sep & ~sep)
+        w_end = np.flatnonzero(next_sep & ~sep) + 1
+        w_rec = np.searchsorted(ends_rec, w_start, side="left")
+        wh = span(w_start, w_end)
+        m = len(wh) - n + 1
+        if m > 0:
+            pos = np.arange(m, dtype=np.int64)
+            pos = pos[w_rec[pos] == w_rec[pos + n - 1]]
+            h = np.zeros(len(pos), np.uint64)
+            for k in range(n):
+                h = mix64(h ^ wh[pos + k]) + np.uint64(k)
+            hashes, rec_of = h, w_rec[pos]
+        else:
+            hashes, rec_of = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    # records too short for one n-gram: all their words (or characters) are one shingle
+    have = np.bincount(rec_of, minlength=r) > 0
+    if kind == "word":
+        short = np.flatnonzero(~have & (np.bincount(w_rec, minlength=r) > 0))
+        if len(short):
+            pick = np.isin(w_rec, short)
+            w_idx = np.flatnonzero(pick)
+            rank = w_idx - np.searchsorted(w_rec, w_rec[w_idx], side="left")
+            whole = np.zeros(r, np.uint64)
+            np.add.at(whole, w_rec[w_idx], mix64(wh[w_idx] ^ rank.astype(np.uint64)))
+            hashes = np.concatenate([hashes, mix64(whole[short])])
+            rec_of = np.concatenate([rec_of, short])
+    else:
+        short = np.flatnonzero(~have & (ends_rec > starts_rec))
+        if len(short):
+            hashes = np.concatenate([hashes, span(starts_rec[short], ends_rec[short])])
+            rec_of = np.concatenate([rec_of, short])
+    return Shingles(hashes, rec_of.astype(np.int64), r)

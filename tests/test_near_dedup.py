@@ -1,0 +1,152 @@
+"""Near-duplicates (MinHash LSH) on real data: planted edited copies of gsm8k records are found,
+clusters are listed, keep policies are honoured, results do not depend on workers."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tamis.ops import lsh
+from tamis.ops.shingles import shingle
+from tamis.pipeline.runner import clean
+from tamis.testing.defects import edit_words
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """400 gsm8k records plus 40 copies of some of them with 5% of words edited."""
+    gsm = json.loads(
+        (Path(__file__).parent.parent.parent / "shared/data/instruct/gsm_8k_train.json").read_text()
+    )[:400]
+    rng = random.Random(7)
+    vocab = sorted({w for o in gsm for w in o["output"].split()})
+    rows = [{"id": f"o{i}", **o} for i, o in enumerate(gsm)]
+    truth = {}
+    for k, i in enumerate(rng.sample(range(len(gsm)), 40)):
+        o = gsm[i]
+        copy = {
+            "id": f"c{k}",
+            "instruction": edit_words(o["instruction"], 0.05, rng, vocab),
+            "input": o["input"],
+            "output": edit_words(o["output"], 0.05, rng, vocab),
+        }
+        # make every copy a little longer, so that keep: longest must choose it
+        while len(copy["instruction"] + copy["output"]) <= len(
+            o["instruction"] + o["output"]
+        ) or len(re.findall(r"\w+", copy["output"])) <= len(re.findall(r"\w+", o["output"])):
+            copy["output"] += " so"
+        rows.append(copy)
+        truth[f"c{k}"] = f"o{i}"
+    path = tmp_path_factory.mktemp("planted") / "gsm_planted.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, truth
+
+
+def _recipe(tmp: Path, **params) -> Path:
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"name": "near", "ops": [{"minhash_dedup": params}]}))
+    return path
+
+
+def _dup_of(out: Path) -> dict[str, str]:
+    rows = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    return {r["id"]: r["reasons"][0]["duplicate_of"] for r in rows}
+
+
+def test_planted_near_duplicates_are_found_and_clustered(tmp_path: Path, planted) -> None:
+    path, truth = planted
+    res = clean(str(path), str(tmp_path / "out"), str(_recipe(tmp_path)))
+    dup_of = _dup_of(tmp_path / "out")
+    assert dup_of == truth  # every planted copy, nothing else, each naming its original
+    clusters = [json.loads(x) for x in (tmp_path / "out/clusters.jsonl").read_text().splitlines()]
+    assert len(clusters) == 40
+    assert all(c["size"] == 2 and c["kept"].startswith("o") for c in clusters)
+    notes = next(o for o in res.summary["operators"] if o["op"] == "minhash_dedup")["notes"]
+    assert (notes["bands"], notes["rows"]) == lsh.optimal_param(0.5, 128, 0.2, 0.8)
+    c = res.counts
+    assert c["input"] == c["kept"] + c["rejected"] + c["quarantined"] == 440
+
+
+def test_keep_policies(tmp_path: Path, planted) -> None:
+    path, truth = planted
+    clean(str(path), str(tmp_path / "l"), str(_recipe(tmp_path, keep="longest")))
+    assert _dup_of(tmp_path / "l") == {o: c for c, o in truth.items()}  # the longer copies stay
+    # best by a signal: answer length in words from heuristics; the copies have more words
+    recipe = tmp_path / "best.yaml"
+    ops = [
+        {"heuristics": {}},
+        {"minhash_dedup": {"keep": "best", "best_by": "heuristics.words_answer"}},
+    ]
+    recipe.write_text(yaml.safe_dump({"name": "b", "ops": ops}))
+    clean(str(path), str(tmp_path / "b"), str(recipe))
+    rows = [json.loads(x) for x in (tmp_path / "b/rejected.jsonl").read_text().splitlines()]
+    near = {
+        r["id"]: x["duplicate_of"] for r in rows for x in r["reasons"] if x["op"] == "minhash_dedup"
+    }
+    # the copy (more words) stays, unless heuristics drops it: then the original stays instead
+    bad = {r["id"] for r in rows for x in r["reasons"] if x["op"] == "heuristics"}
+    assert bad & set(truth)  # the case is exercised: an edit broke a bracket in some copy
+    expected = {(c, o) if c in bad else (o, c) for c, o in truth.items()}
+    assert set(near.items()) == expected
+
+
+def test_clusters_stable_across_runs_and_workers(tmp_path: Path, planted) -> None:
+    path, _ = planted
+    recipe = str(_recipe(tmp_path))
+    clean(str(path), str(tmp_path / "a"), recipe, workers=1, batch_size=64)
+    clean(str(path), str(tmp_path / "b"), recipe, workers=2, batch_size=100)
+    for name in ("clusters.jsonl", "rejected.jsonl", "kept.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_keeper_is_chosen_among_records_other_operators_keep(tmp_path: Path) -> None:
+    """An exact copy whose first member another operator drops still keeps one member."""
+    good = "Natalia sold clips to 48 of her friends in April, and then she sold half as many."
+    rows = [
+        {"id": "a", "instruction": good, "input": "", "output": "N/A"},  # placeholder answer
+        {"id": "b", "instruction": good, "input": "", "output": "She sold 72 clips."},
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"name": "x", "ops": [{"heuristics": {}}, {"exact_dedup": {}}]})
+    )
+    res = clean(str(path), str(tmp_path / "o"), str(recipe))
+    assert res.counts["kept"] == 1
+    assert json.loads((tmp_path / "o/kept.jsonl").read_text())["id"] == "b"
+
+
+def test_shingles_are_the_same_in_every_process_and_short_texts_match() -> None:
+    sh = shingle(["Hello, world!", "hello world", "", "..."], "word", 3)
+    assert sh.rec.tolist() == [0, 1]
+    assert sh.hashes[0] == sh.hashes[1]
+    # fixed values: the hash must not depend on the process (PYTHONHASHSEED) or the batch
+    a = shingle(["the cat sat on the mat"], "word", 2).hashes
+    b = shingle(["x y", "the cat sat on the mat"], "word", 2)
+    assert np.array_equal(a, b.hashes[b.rec == 1])
+
+
+def test_optimal_param_matches_text_dedup_rule() -> None:
+    """Same choice as text-dedup's optimal_param (scipy quad over the same two areas)."""
+    from scipy.integrate import quad
+
+    def reference(t: float, n: int) -> tuple[int, int]:
+        best, opt = float("inf"), (0, 0)
+        for b in range(1, n + 1):
+            for r in range(1, n // b + 1):
+                fp = quad(lambda s, b=b, r=r: 1 - (1 - s**r) ** b, 0.0, t)[0]
+                fn = quad(lambda s, b=b, r=r: (1 - s**r) ** b, t, 1.0)[0]
+                if 0.5 * fp + 0.5 * fn < best:
+                    best, opt = 0.5 * fp + 0.5 * fn, (b, r)
+        return opt
+
+    for t, n in [(0.7, 64), (0.5, 32), (0.8, 64)]:
+        assert lsh.optimal_param(t, n) == reference(t, n)
+    assert lsh.optimal_param(0.7, 256) == (25, 10)  # text-dedup's defaults
