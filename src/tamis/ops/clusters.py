@@ -15,14 +15,24 @@ POLICIES = ("first", "longest", "best")
 
 
 def components(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Cluster label per record (union-find over the pairs, as connected components)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    """Cluster label per record: union-find over the pairs, vectorised (min-label hooking and
+    pointer jumping). A label is the smallest index in its cluster, so labels are stable."""
+    parent = np.arange(n)
     if not len(pairs):
-        return np.arange(n)
-    g = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    return connected_components(g, directed=False)[1]
+        return parent
+    a, b = pairs[:, 0], pairs[:, 1]
+    while True:
+        pa, pb = parent[a], parent[b]
+        if np.array_equal(pa, pb):
+            return parent
+        low = np.minimum(pa, pb)
+        np.minimum.at(parent, pa, low)
+        np.minimum.at(parent, pb, low)
+        while True:  # point every record at its root
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
 
 
 def check_policy(op: str, keep: str, best_by: str | None) -> None:

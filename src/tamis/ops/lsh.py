@@ -63,17 +63,13 @@ def optimal_param(
     threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5
 ) -> tuple[int, int]:
     """(bands, rows) minimising the weighted false-positive and false-negative areas."""
-    s_lo = np.linspace(0.0, threshold, 201)
-    s_hi = np.linspace(threshold, 1.0, 201)
-    best, opt = float("inf"), (1, num_perm)
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            fp = np.trapezoid(1 - (1 - s_lo**r) ** b, s_lo)
-            fn = np.trapezoid((1 - s_hi**r) ** b, s_hi)
-            err = fp * fp_weight + fn * fn_weight
-            if err < best:
-                best, opt = err, (b, r)
-    return opt
+    s_lo = np.linspace(0.0, threshold, 201)[:, None]
+    s_hi = np.linspace(threshold, 1.0, 201)[:, None]
+    b, r = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]).T
+    fp = np.trapezoid(1 - (1 - s_lo**r) ** b, s_lo[:, 0], axis=0)
+    fn = np.trapezoid((1 - s_hi**r) ** b, s_hi[:, 0], axis=0)
+    best = int(np.argmin(fp * fp_weight + fn * fn_weight))  # the first minimum, as a loop finds
+    return int(b[best]), int(r[best])
 
 
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:

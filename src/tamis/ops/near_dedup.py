@@ -72,8 +72,11 @@ class MinHashDedup(Operator):
         self.bands, self.rows = lsh.optimal_param(p["threshold"], n, p["fp_weight"], p["fn_weight"])
 
     def keys(self, records: list[Record]) -> dict[str, Any]:
+        return self.text_keys([record_text(r) for r in records])
+
+    def text_keys(self, texts: list[str]) -> dict[str, Any]:
+        """Keys for a batch of plain texts (what `keys` does once records are texts)."""
         p = self.p
-        texts = [record_text(r) for r in records]
         sh = shingle(texts, p["shingle"], p["ngram"], p["lowercase"], p["punctuation"])
         out: dict[str, Any] = {
             "sig": lsh.signatures(sh, p["num_perm"], p["seed"]),
@@ -82,7 +85,7 @@ class MinHashDedup(Operator):
         if p["verify"] == "exact":
             order = np.lexsort((sh.hashes, sh.rec))
             h, rec = sh.hashes[order], sh.rec[order]
-            cuts = np.searchsorted(rec, np.arange(1, len(records)))
+            cuts = np.searchsorted(rec, np.arange(1, len(texts)))
             out["sets"] = [np.unique(x) for x in np.split(h, cuts)]
         return out
 
@@ -126,3 +129,24 @@ def _exact_jaccard(sets: list[np.ndarray], pairs: np.ndarray) -> np.ndarray:
         union = len(x) + len(y) - inter
         out[i] = inter / union if union else 1.0
     return out
+
+
+def near_duplicate_clusters(texts: list[str], batch_size: int = 1000, **params: Any) -> np.ndarray:
+    """Cluster label per text (the smallest index in its cluster): MinHash LSH on plain texts.
+
+    The notebook way to the same result as the `minhash_dedup` operator:
+    `labels = near_duplicate_clusters(texts, threshold=0.6)`.
+    """
+    op = MinHashDedup(**params)
+    chunks = [op.text_keys(texts[s : s + batch_size]) for s in range(0, len(texts), batch_size)]
+    keys = {k: np.concatenate([c[k] for c in chunks]) for k in ("sig", "len")}
+    if op.p["verify"] == "exact":
+        keys["sets"] = [x for c in chunks for x in c["sets"]]
+    n = len(texts)
+    ctx = CrossContext(list(range(n)), np.ones(n, bool))
+    labels = np.arange(n)
+    op.decide_all(keys, ctx)
+    for c in ctx.artifacts.get("clusters.jsonl", []):
+        members = [m["id"] for m in c["members"]]
+        labels[members] = min(members)
+    return labels

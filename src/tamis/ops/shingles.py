@@ -45,13 +45,19 @@ class Shingles:
     n_records: int
 
 
+_POW_CACHE: dict[int, np.ndarray] = {}
+
+
 def _powers(base: int, n: int) -> np.ndarray:
-    out = np.empty(n, np.uint64)
-    if n:
+    """base**0 .. base**(n-1) modulo 2**64, cached and grown by doubling (batches reuse them)."""
+    have = _POW_CACHE.get(base)
+    if have is None or len(have) < n:
+        size = max(n, 2 * len(have) if have is not None else 1 << 16)
+        out = np.empty(size, np.uint64)
         out[0] = 1
-        if n > 1:
-            out[1:] = np.cumprod(np.full(n - 1, base, np.uint64))
-    return out
+        out[1:] = np.cumprod(np.full(size - 1, base, np.uint64))
+        _POW_CACHE[base] = have = out
+    return have[:n]
 
 
 # byte classes for splitting words without a regex: ASCII letters, digits and "_" and every
