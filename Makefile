@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= filters,dev
+EXTRAS ?= filters,embed,labels,dev
 
 .PHONY: demo test setup bench clean-out
 

@@ -6,6 +6,7 @@ import typer
 
 from tamis.cli import clean as clean_cmd
 from tamis.cli import convert as convert_cmd
+from tamis.cli import labels as labels_cmd
 from tamis.cli import ops as ops_cmd
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app.command("clean")(clean_cmd.clean)
 app.command("check")(clean_cmd.check)
 app.command("ops")(ops_cmd.ops)
 app.command("convert")(convert_cmd.convert)
+app.command("label-issues")(labels_cmd.label_issues)
 
 
 def version_callback(value: bool) -> None:

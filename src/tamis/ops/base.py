@@ -207,11 +207,13 @@ def _load_builtin() -> None:
     from tamis.ops import (  # noqa: F401
         dedup,
         heuristics,
+        labels,
         language,
         near_dedup,
         normalize,
         offensive,
         pii,
+        semantic,
         structure,
     )
 

