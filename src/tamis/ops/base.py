@@ -205,6 +205,7 @@ def all_operators() -> dict[str, type[Operator]]:
 
 def _load_builtin() -> None:
     from tamis.ops import (  # noqa: F401
+        contamination,
         dedup,
         heuristics,
         labels,
@@ -213,6 +214,7 @@ def _load_builtin() -> None:
         normalize,
         offensive,
         pii,
+        relevance,
         semantic,
         structure,
     )

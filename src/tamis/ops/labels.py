@@ -1,10 +1,9 @@
 """Wrong labels: out-of-sample probabilities by K-fold cross-validation, then confident learning.
 
 Features are MiniLM sentence embeddings (`tamis[embed]`), the classifier a logistic regression
-(C=10), and cleanlab's `find_label_issues` with `filter_by="both"`. Chosen by measurement on
-banking77 with 10% and 20% symmetric label noise (benchmarks/label_noise.py): F1 0.85 and 0.87,
-against 0.67 and 0.75 for TF-IDF features with cleanlab's defaults, and 10x faster than TF-IDF
-bigrams (77 classes make TF-IDF's logistic regression slow).
+(C=10), and cleanlab's `find_label_issues` with `filter_by="both"`, in two rounds. Chosen by
+measurement on banking77 with 10% and 20% symmetric label noise (benchmarks/label_noise.py):
+F1 0.85 and 0.88, against 0.71 and 0.78 for TF-IDF features with cleanlab's defaults.
 """
 
 from __future__ import annotations
@@ -40,17 +39,36 @@ class LabelIssues:
 
 
 def cross_val_probs(
-    features: np.ndarray, labels: np.ndarray, folds: int = 5, c: float = 10.0, seed: int = 0
+    features: np.ndarray,
+    labels: np.ndarray,
+    folds: int = 10,
+    c: float = 10.0,
+    seed: int = 0,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Out-of-sample class probabilities: each record scored by a model that never saw it."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    """Out-of-sample class probabilities: each record scored by a model that never saw it.
 
-    counts = np.bincount(labels)
-    folds = int(max(2, min(folds, counts[counts > 0].min()))) if len(counts) else 2
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    model = LogisticRegression(C=c, max_iter=2000)
-    return cross_val_predict(model, features, labels, cv=cv, method="predict_proba", n_jobs=2)
+    Records in `exclude` are left out of every training fold (but still scored).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    n_classes = int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=n_classes)
+    folds = int(max(2, min(folds, counts[counts > 0].min())))
+    from joblib import Parallel, delayed
+
+    def fold(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if exclude is not None:
+            train = train[~exclude[train]]
+        model = LogisticRegression(C=c, max_iter=2000).fit(features[train], labels[train])
+        return test, model.classes_, model.predict_proba(features[test])
+
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels)
+    probs = np.zeros((len(labels), n_classes))
+    for test, classes, p in Parallel(n_jobs=2)(delayed(fold)(tr, te) for tr, te in splits):
+        probs[np.ix_(test, classes)] = p
+    return probs
 
 
 def find_label_issues(
@@ -58,15 +76,18 @@ def find_label_issues(
     labels: Sequence[Any],
     *,
     features: np.ndarray | None = None,
-    folds: int = 5,
+    folds: int = 10,
     c: float = 10.0,
     seed: int = 0,
     filter_by: str = "both",
+    rounds: int = 2,
 ) -> LabelIssues:
     """Find records whose label disagrees with what the rest of the data says it should be.
 
     `features` defaults to MiniLM embeddings of `texts`. Classes with fewer than 2 examples are
-    left out of the model and never flagged.
+    left out of the model and never flagged. With `rounds=2` (the default), the models are
+    trained again without the records the first round flagged, and confident learning runs on
+    those cleaner probabilities (+0.02 F1 at 20% noise on banking77).
     """
     from cleanlab.count import compute_confident_joint
     from cleanlab.filter import find_label_issues as cl_find
@@ -88,11 +109,16 @@ def find_label_issues(
     usable = np.array([k in index for k in keyed])
     y = np.array([index.get(k, -1) for k in keyed])
     probs = np.zeros((len(labels), len(classes)))
-    probs[usable] = cross_val_probs(features[usable], y[usable], folds, c, seed)
+    xu, yu = features[usable], y[usable]
+    drop = np.zeros(len(yu), bool)
+    for _ in range(max(1, rounds)):
+        pu = cross_val_probs(xu, yu, folds, c, seed, exclude=drop)
+        drop = np.zeros(len(yu), bool)
+        drop[cl_find(yu, pu, filter_by=filter_by)] = True
+    probs[usable] = pu
     flagged = np.zeros(len(labels), bool)
     score = np.ones(len(labels))
-    yu, pu = y[usable], probs[usable]
-    flagged[np.flatnonzero(usable)[cl_find(yu, pu, filter_by=filter_by)]] = True
+    flagged[np.flatnonzero(usable)] = drop
     score[usable] = get_label_quality_scores(yu, pu)
     suggested = np.where(usable, probs.argmax(axis=1), y)
     cj = compute_confident_joint(yu, pu)
@@ -124,7 +150,7 @@ class LabelIssuesOp(Operator):
     )
     params = {
         "action": Param("flag", "flag (label_issues.jsonl only) or drop"),
-        "folds": Param(5, "cross-validation folds"),
+        "folds": Param(10, "cross-validation folds"),
         "c": Param(10.0, "inverse regularisation of the logistic regression"),
         "seed": Param(0, "fold assignment seed"),
     }
@@ -183,7 +209,7 @@ def label_issues_report(
     label_field: str | None = None,
     text_field: str | None = None,
     format: str | None = None,
-    folds: int = 5,
+    folds: int = 10,
     seed: int = 0,
 ) -> dict[str, Any]:
     """`tamis label-issues`: read, find label issues, write `label_issues.jsonl` (ranked, most
@@ -225,7 +251,8 @@ def label_issues_report(
         "unlabelled": len(reader.quarantined),
         "flagged": int(res.flagged.sum()),
         "method": "MiniLM embeddings, logistic regression (C=10), "
-        f"{folds}-fold out-of-sample probabilities, cleanlab find_label_issues(filter_by='both')",
+        f"{folds}-fold out-of-sample probabilities, cleanlab find_label_issues(filter_by='both'), "
+        "second round without the first round's flags",
         "classes": res.per_class,
     }
     with open(os.path.join(out, "label_report.json"), "w", encoding="utf-8") as fh:
