@@ -17,7 +17,7 @@ def label_issues(
     label_field: str | None = typer.Option(None, help="the label column (default: detected)"),
     text_field: str | None = typer.Option(None, help="the text column (default: detected)"),
     format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
-    folds: int = typer.Option(10, help="cross-validation folds"),
+    folds: int = typer.Option(5, help="cross-validation folds"),
     seed: int = typer.Option(0, help="fold assignment seed"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="print nothing but errors"),

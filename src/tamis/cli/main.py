@@ -8,6 +8,7 @@ from tamis.cli import clean as clean_cmd
 from tamis.cli import convert as convert_cmd
 from tamis.cli import labels as labels_cmd
 from tamis.cli import ops as ops_cmd
+from tamis.cli import split as split_cmd
 
 app = typer.Typer(
     name="tamis",
@@ -21,6 +22,8 @@ app.command("check")(clean_cmd.check)
 app.command("ops")(ops_cmd.ops)
 app.command("convert")(convert_cmd.convert)
 app.command("label-issues")(labels_cmd.label_issues)
+app.command("split")(split_cmd.split)
+app.command("leakage")(split_cmd.leakage)
 
 
 def version_callback(value: bool) -> None:

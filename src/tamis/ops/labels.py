@@ -3,7 +3,7 @@
 Features are MiniLM sentence embeddings (`tamis[embed]`), the classifier a logistic regression
 (C=10), and cleanlab's `find_label_issues` with `filter_by="both"`, in two rounds. Chosen by
 measurement on banking77 with 10% and 20% symmetric label noise (benchmarks/label_noise.py):
-F1 0.85 and 0.88, against 0.71 and 0.78 for TF-IDF features with cleanlab's defaults.
+F1 0.87 and 0.90, against 0.71 and 0.78 for TF-IDF features with cleanlab's defaults.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class LabelIssues:
 def cross_val_probs(
     features: np.ndarray,
     labels: np.ndarray,
-    folds: int = 10,
+    folds: int = 5,
     c: float = 10.0,
     seed: int = 0,
     exclude: np.ndarray | None = None,
@@ -76,7 +76,7 @@ def find_label_issues(
     labels: Sequence[Any],
     *,
     features: np.ndarray | None = None,
-    folds: int = 10,
+    folds: int = 5,
     c: float = 10.0,
     seed: int = 0,
     filter_by: str = "both",
@@ -86,8 +86,9 @@ def find_label_issues(
 
     `features` defaults to MiniLM embeddings of `texts`. Classes with fewer than 2 examples are
     left out of the model and never flagged. With `rounds=2` (the default), the models are
-    trained again without the records the first round flagged, and confident learning runs on
-    those cleaner probabilities (+0.02 F1 at 20% noise on banking77).
+    trained again without the records the first round flagged, confident learning runs on
+    those cleaner probabilities, and what it finds is added (+0.04 F1 at 20% noise on
+    banking77).
     """
     from cleanlab.count import compute_confident_joint
     from cleanlab.filter import find_label_issues as cl_find
@@ -113,8 +114,9 @@ def find_label_issues(
     drop = np.zeros(len(yu), bool)
     for _ in range(max(1, rounds)):
         pu = cross_val_probs(xu, yu, folds, c, seed, exclude=drop)
-        drop = np.zeros(len(yu), bool)
-        drop[cl_find(yu, pu, filter_by=filter_by)] = True
+        found = np.zeros(len(yu), bool)
+        found[cl_find(yu, pu, filter_by=filter_by)] = True
+        drop |= found  # a later round adds to what earlier rounds found
     probs[usable] = pu
     flagged = np.zeros(len(labels), bool)
     score = np.ones(len(labels))
@@ -150,7 +152,7 @@ class LabelIssuesOp(Operator):
     )
     params = {
         "action": Param("flag", "flag (label_issues.jsonl only) or drop"),
-        "folds": Param(10, "cross-validation folds"),
+        "folds": Param(5, "cross-validation folds"),
         "c": Param(10.0, "inverse regularisation of the logistic regression"),
         "seed": Param(0, "fold assignment seed"),
     }
@@ -209,7 +211,7 @@ def label_issues_report(
     label_field: str | None = None,
     text_field: str | None = None,
     format: str | None = None,
-    folds: int = 10,
+    folds: int = 5,
     seed: int = 0,
 ) -> dict[str, Any]:
     """`tamis label-issues`: read, find label issues, write `label_issues.jsonl` (ranked, most
@@ -252,7 +254,7 @@ def label_issues_report(
         "flagged": int(res.flagged.sum()),
         "method": "MiniLM embeddings, logistic regression (C=10), "
         f"{folds}-fold out-of-sample probabilities, cleanlab find_label_issues(filter_by='both'), "
-        "second round without the first round's flags",
+        "second round trained without the first round's flags",
         "classes": res.per_class,
     }
     with open(os.path.join(out, "label_report.json"), "w", encoding="utf-8") as fh:

