@@ -174,3 +174,64 @@ def test_split_keeps_label_shares(tmp_path: Path, b77) -> None:
         n_test = s["test"]["strata"].get(label, 0)
         assert abs(n_test / (n_train + n_test) - 0.2) < 0.05, label
     assert res.report["leakage_check"]["ok"]
+
+
+def test_relevance_drops_off_domain_records_via_cli_reference(
+    tmp_path: Path, b77, b77_test
+) -> None:
+    gsm = json.loads((DATA / "instruct" / "gsm_8k_train.json").read_text())[:20]
+    rows = [
+        {"id": f"b{i}", "text": r["text"], "label": r["category"]} for i, r in enumerate(b77[:200])
+    ]
+    rows += [{"id": f"g{i}", "text": o["instruction"], "label": "maths"} for i, o in enumerate(gsm)]
+    src = _write(tmp_path, "mixed.jsonl", rows)
+    ref = _write(
+        tmp_path, "ref.jsonl", [{"text": r["text"], "label": r["category"]} for r in b77_test[::60]]
+    )
+    recipe = _recipe(tmp_path, [{"structure": {}}])
+    result = CliRunner().invoke(
+        app,
+        ["clean", str(src), "-o", str(tmp_path / "o"), "-r", recipe, "--reference", str(ref), "-q"],
+    )
+    assert result.exit_code == 0, result.output
+    rejected = {
+        json.loads(x)["id"] for x in (tmp_path / "o/rejected.jsonl").read_text().splitlines()
+    }
+    maths = {f"g{i}" for i in range(20)}
+    assert len(maths & rejected) >= 18  # maths problems are off-domain (one is about money)
+    assert len(rejected - maths) <= 4  # and few banking questions
+
+
+def test_clean_against_flag_adds_contamination(tmp_path: Path, b77, b77_test) -> None:
+    rows = [{"id": f"r{i}", **r} for i, r in enumerate(b77[:200])] + [{"id": "leak", **b77_test[7]}]
+    src = _write(tmp_path, "d.jsonl", rows)
+    recipe = _recipe(tmp_path, [{"structure": {}}])
+    test_csv = str(B77 / "test.csv")
+    args = ["clean", str(src), "-o", str(tmp_path / "o"), "-r", recipe, "--against", test_csv, "-q"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    reasons = {
+        json.loads(x)["id"]: json.loads(x)["reasons"]
+        for x in (tmp_path / "o/rejected.jsonl").read_text().splitlines()
+    }
+    assert reasons["leak"][0] == {
+        "op": "contamination",
+        "reason": "ngram_overlap",
+        "score": 1.0,
+        "detail": "test.csv:9",
+    }
+    # the same as a CI gate: check exits 1 on findings
+    gate = CliRunner().invoke(app, ["check", str(src), "-r", recipe, "--against", test_csv, "-q"])
+    assert gate.exit_code == 1
+
+
+def test_semantic_search_by_hnsw_matches_exact(b77) -> None:
+    import numpy as np
+
+    from tamis.models.embeddings import embed_texts
+    from tamis.ops.semantic import knn
+
+    emb = embed_texts([r["text"] for r in b77[:600]])
+    exact_idx, exact_sim = knn(emb, 5, exact_limit=10_000)
+    ann_idx, ann_sim = knn(emb, 5, exact_limit=10)
+    assert (exact_idx[:, 0] == ann_idx[:, 0]).mean() > 0.95  # the nearest neighbour agrees
+    assert np.allclose(exact_sim[:, 0], ann_sim[:, 0], atol=1e-3)

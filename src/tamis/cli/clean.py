@@ -58,6 +58,12 @@ def clean(
     cache_dir: str = typer.Option(None, help="signal cache folder (default ~/.cache/tamis)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write cached signals"),
     max_record_mb: float = typer.Option(4.0, help="quarantine records larger than this"),
+    against: list[str] = typer.Option(
+        None, "--against", help="evaluation/test files: drop records that overlap them"
+    ),
+    reference: str = typer.Option(
+        None, "--reference", help="examples or a .md description of the target domain"
+    ),
     format: str = FormatOpt,
     text_field: str = TextFieldOpt,
     label_field: str = LabelFieldOpt,
@@ -96,6 +102,8 @@ def _clean(**o: object) -> None:
         use_cache=not o["no_cache"],
         max_record_mb=o["max_record_mb"],
         progress=not o["quiet"],
+        against=o["against"] or None,
+        reference=o["reference"],
     )
     s = res.summary
     if o["json_out"]:
@@ -124,6 +132,12 @@ def check(
     ),
     examples: int = typer.Option(3, help="examples to show per finding type"),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", "-w"),
+    against: list[str] = typer.Option(
+        None, "--against", help="evaluation/test files: report records that overlap them"
+    ),
+    reference: str = typer.Option(
+        None, "--reference", help="examples or a .md description of the target domain"
+    ),
     format: str = FormatOpt,
     text_field: str = TextFieldOpt,
     label_field: str = LabelFieldOpt,
@@ -157,6 +171,8 @@ def _check(**o: object) -> None:
         format=o["format"],
         fields=fields,
         progress=not o["quiet"],
+        against=o["against"] or None,
+        reference=o["reference"],
     )
     limit = o["fail_over"]
     allowed = limit * res.input if 0 < limit < 1 else limit

@@ -79,6 +79,12 @@ class Recipe:
             ops.append({name: {**params, **({"optional": True} if optional else {})}})
         return {"name": self.name, "description": self.description, "ops": ops}
 
+    def with_step(self, name: str, params: dict[str, Any]) -> Recipe:
+        """This recipe with one more operator (replacing one of the same name): how the CLI's
+        `--against` and `--reference` add contamination and relevance checks."""
+        steps = [s for s in self.steps if s[0] != name] + [(name, params, False)]
+        return Recipe(self.name, steps, self.description)
+
     def fingerprint(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()

@@ -233,11 +233,15 @@ def clean(
     max_record_mb: float = DEFAULT_MAX_RECORD_BYTES / 1024 / 1024,
     progress: bool = False,
     executor: Executor | None = None,
+    against: list[str] | None = None,
+    reference: str | None = None,
 ) -> CleanResult:
     """Clean `inputs` with a recipe (default: the one for the detected format) into folder `out`.
 
     Writes kept.jsonl, rejected.jsonl, quarantine.jsonl, changes.jsonl, signals.parquet and
-    summary.json. Records in = kept + rejected + quarantined, always.
+    summary.json. Records in = kept + rejected + quarantined, always. `against` (evaluation
+    files) adds the `contamination` check; `reference` (examples or a description of the
+    target domain) adds `relevance`.
     """
     t_start = time.perf_counter()
     if isinstance(inputs, str):
@@ -247,6 +251,10 @@ def clean(
         list(inputs), format=format, fields=fields or FieldMap(), max_record_bytes=max_bytes
     )
     rec = _resolve_recipe(recipe, reader)
+    if against:
+        rec = rec.with_step("contamination", {"against": [os.path.abspath(p) for p in against]})
+    if reference:
+        rec = rec.with_step("relevance", {"reference": os.path.abspath(reference)})
     ops = rec.build()  # fails fast (unknown op, missing extra) before any work
     cache_path = (cache_dir or default_cache_dir()) if use_cache else None
     work = os.path.join(out, WORK)
