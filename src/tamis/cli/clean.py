@@ -44,6 +44,24 @@ def _summary_table(summary: dict) -> Table:
     return t
 
 
+def _notes(notes: dict) -> str:
+    """One line for an operator's notes, e.g. MinHash's bands and rows."""
+    parts = []
+    if "bands" in notes:
+        parts.append(
+            f"{notes['bands']} bands x {notes['rows']} rows for Jaccard {notes['threshold']}"
+        )
+    for key, label in (
+        ("candidate_pairs", "candidate pairs"),
+        ("similar_pairs", "similar pairs"),
+        ("clusters", "clusters"),
+        ("flagged", "flagged"),
+    ):
+        if key in notes:
+            parts.append(f"{notes[key]:,} {label}")
+    return "; ".join(parts)
+
+
 def clean(
     inputs: list[str] = typer.Argument(..., help="files or globs (JSONL, JSON, CSV, TSV, Parquet)"),
     output: str = typer.Option(..., "--output", "-o", help="output folder"),
@@ -116,12 +134,11 @@ def _clean(**o: object) -> None:
     for w in s["warnings"]:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     out.print(_summary_table(s))
+    for op in s["operators"]:
+        if op.get("notes"):
+            out.print(f"[dim]{op['op']}:[/] {_notes(op['notes'])}", highlight=False)
     rps = s["timings"]["records_per_second"]
-    out.print(
-        f"wrote {o['output']}/ (kept.jsonl, rejected.jsonl, quarantine.jsonl, "
-        f"changes.jsonl, signals.parquet, summary.json) · {rps} records/s",
-        highlight=False,
-    )
+    out.print(f"wrote {o['output']}/ ({', '.join(res.files)}) · {rps} records/s", highlight=False)
 
 
 def check(
