@@ -86,8 +86,33 @@ class CrossContext:
     alive: Any  # numpy bool: not already dropped by a per-record or an earlier cross-record op
     signals: dict[str, Any] = field(default_factory=dict)  # wanted signal columns (numpy)
     embeddings: Any = None  # (records, dim) float32, when an op uses embeddings
-    artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # extra JSONL files
+    artifacts: dict[str, Any] = field(default_factory=dict)  # extra JSONL files: iterables of rows
     notes: dict[str, Any] = field(default_factory=dict)  # what the op reports in summary.json
+
+
+@dataclass
+class Decisions:
+    """Compact cross-record decisions: the records at `pos` (sorted positions) are dropped.
+
+    Arrays instead of one Reason object per record, so that a data set with a million duplicates
+    costs a few arrays; `reason_at` makes the Reason when its line is written.
+    """
+
+    op: str
+    reason: str
+    pos: Any  # int64, sorted
+    score: Any = None  # float per position
+    dup_of: Any = None  # int64 position of the record each duplicates
+    detail: list[str] | None = None
+
+    def reason_at(self, k: int, ids: Sequence[Any]) -> Reason:
+        return Reason(
+            self.op,
+            self.reason,
+            None if self.score is None else float(self.score[k]),
+            duplicate_of=None if self.dup_of is None else ids[int(self.dup_of[k])],
+            detail=None if self.detail is None else self.detail[k],
+        )
 
 
 class Operator:
@@ -145,8 +170,9 @@ class Operator:
         """Cross-record: signal columns (`op.signal`) decide_all needs, e.g. for a keep policy."""
         return []
 
-    def decide_all(self, keys: Any, ctx: CrossContext) -> dict[int, Reason]:
-        """Cross-record: given every key in input order, reasons by position."""
+    def decide_all(self, keys: Any, ctx: CrossContext) -> dict[int, Reason] | Decisions:
+        """Cross-record: given every key in input order, reasons by position (a dict, or
+        `Decisions` arrays when there may be many)."""
         return {}
 
     # --- derived --------------------------------------------------------------------------------

@@ -3,13 +3,13 @@ similar pairs, a keep policy, and the rows of `clusters.jsonl`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from tamis.errors import RecipeError
-from tamis.ops.base import CrossContext, Reason
+from tamis.ops.base import CrossContext, Decisions
 
 POLICIES = ("first", "longest", "best")
 
@@ -51,15 +51,16 @@ def keepers(
     lengths: np.ndarray | None = None,
     score: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Members of clusters of 2+ records, and the keeper of each member's cluster.
+    """Members of clusters of 2+ records (ascending), and the keeper of each member's cluster.
 
     Keepers are chosen among members no other operator dropped, when there are any; then by
     policy: `first` in input order, `longest` text, or `best` (highest) score; ties go to the first.
     """
     n = len(labels)
-    idx = np.arange(n)
-    size = np.bincount(labels, minlength=labels.max() + 1 if n else 0)
-    members = idx[size[labels] > 1]
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    size = np.bincount(labels, minlength=labels.max() + 1)
+    members = np.flatnonzero(size[labels] > 1)
     if not len(members):
         return members, members
     lab = labels[members]
@@ -67,17 +68,17 @@ def keepers(
         second = np.zeros(len(members))
     elif keep == "longest":
         assert lengths is not None
-        second = -lengths[members].astype(float)
+        second = -np.asarray(lengths)[members].astype(float)
     else:
         assert score is not None
-        s = score[members].astype(float)
+        s = np.asarray(score)[members].astype(float)
         second = -np.where(np.isnan(s), -np.inf, s)
-    order = np.lexsort((members, second, ~alive[members], lab))
+    order = np.lexsort((members, second, ~np.asarray(alive)[members], lab))
     lab_sorted = lab[order]
     head = np.concatenate([[True], lab_sorted[1:] != lab_sorted[:-1]])
-    keeper_of_label = {int(lab_sorted[i]): int(members[order][i]) for i in np.flatnonzero(head)}
-    keeper = np.array([keeper_of_label[int(x)] for x in lab])
-    return members, keeper
+    keeper_of = np.zeros(labels.max() + 1, np.int64)
+    keeper_of[lab_sorted[head]] = members[order][head]
+    return members, keeper_of[lab]
 
 
 def decide_clusters(
@@ -90,24 +91,52 @@ def decide_clusters(
     lengths: np.ndarray | None = None,
     score: np.ndarray | None = None,
     artifact: str = "clusters.jsonl",
-) -> dict[int, Reason]:
-    """Reasons for every non-keeper (naming its keeper and similarity) and the cluster rows."""
+) -> Decisions:
+    """Decisions for every non-keeper (naming its keeper and similarity); the cluster rows are
+    written lazily to `artifact`, clusters in order of their first member."""
     members, keeper = keepers(labels, np.asarray(ctx.alive), keep, lengths, score)
-    ids: Sequence[Any] = ctx.ids
     sim = similarity(members, keeper) if len(members) else np.zeros(0)
-    out: dict[int, Reason] = {}
-    rows: dict[int, dict[str, Any]] = {}
-    for m, k, s in zip(members.tolist(), keeper.tolist(), sim.tolist(), strict=True):
-        row = rows.setdefault(k, {"op": op, "kept": ids[k], "members": []})
-        row["members"].append({"id": ids[m], "similarity": round(float(s), 4)})
-        if m != k:
-            out[m] = Reason(op, reason, float(s), duplicate_of=ids[k])
-    # members come in input order, so clusters come in order of their first member
-    clusters = [
-        {"cluster": f"{op}:{n}", "size": len(row["members"]), **row}
-        for n, row in enumerate(rows.values())
-    ]
-    ctx.artifacts.setdefault(artifact, []).extend(clusters)
-    ctx.notes["clusters"] = len(clusters)
+    sim = np.where(members == keeper, 1.0, sim)
+    drop = members != keeper
+    ids: Sequence[Any] = ctx.ids
+    # clusters in order of their first member; members in input order
+    first = np.full(labels.max() + 1 if len(labels) else 0, len(labels), np.int64)
+    np.minimum.at(first, labels[members], members)
+    order = np.lexsort((members, first[labels[members]]))
+    n_clusters = int(len(np.unique(labels[members]))) if len(members) else 0
+
+    def rows() -> Iterator[dict[str, Any]]:
+        m_sorted, k_sorted, s_sorted = members[order], keeper[order], sim[order]
+        if not len(m_sorted):
+            return
+        lab_sorted = labels[m_sorted]
+        starts = np.flatnonzero(np.concatenate([[True], lab_sorted[1:] != lab_sorted[:-1]]))
+        ends = np.concatenate([starts[1:], [len(m_sorted)]])
+        for n, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            yield {
+                "cluster": f"{op}:{n}",
+                "size": b - a,
+                "op": op,
+                "kept": ids[int(k_sorted[a])],
+                "members": [
+                    {"id": ids[int(m)], "similarity": round(float(x), 4)}
+                    for m, x in zip(m_sorted[a:b].tolist(), s_sorted[a:b].tolist(), strict=True)
+                ],
+            }
+
+    ctx.artifacts[artifact] = _Chain(ctx.artifacts.get(artifact), rows)
+    ctx.notes["clusters"] = n_clusters
     ctx.notes["records_in_clusters"] = int(len(members))
-    return out
+    return Decisions(op, reason, members[drop], sim[drop], keeper[drop])
+
+
+class _Chain:
+    """Rows of an artifact from several operators, made only when the file is written."""
+
+    def __init__(self, before: Any, make: Callable[[], Iterator[dict[str, Any]]]):
+        self.before, self.make = before, make
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.before is not None:
+            yield from self.before
+        yield from self.make()

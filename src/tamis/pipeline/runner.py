@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tamis.errors import TamisError
-from tamis.ops.base import CrossContext, Operator, Reason
+from tamis.ops.base import CrossContext, Decisions, Operator, Reason
 from tamis.pipeline.cache import SignalCache, content_hash, default_cache_dir
 from tamis.pipeline.executors import Executor, LocalExecutor
 from tamis.pipeline.recipe import Recipe, recipe_for_format
@@ -152,13 +152,14 @@ def process_batch(state: WorkerState, batch: tuple[int, list[Any]]) -> dict[str,
     }
     if state.work is None:
         return res
+    _spill_keys(state.work, index, res.pop("keys"))  # before the batch spill marks it done
     _spill(state.work, res)
     return _brief(res)
 
 
 def _brief(res: dict[str, Any]) -> dict[str, Any]:
     """The part of a batch result the main process keeps in memory."""
-    keep = ("index", "ids", "keys", "alive", "wanted", "embeddings", "timings", "cache")
+    keep = ("index", "ids", "alive", "wanted", "embeddings", "timings", "cache")
     return {**{k: res[k] for k in keep}, "n_quarantined": len(res["quarantined"])}
 
 
@@ -291,7 +292,7 @@ def clean(
     executor = executor or LocalExecutor(workers)
     bar = _Progress(progress)
     ids = IdTable()
-    keys: dict[str, list[Any]] = {op.name: [] for op in cross_ops}  # one chunk per batch
+    batch_records: list[int] = []  # records per batch, to place spilled keys
     alive: list[Any] = []  # one numpy bool chunk per batch
     wanted_cols: dict[str, list[Any]] = {w: [] for w in wanted}
     emb_chunks: list[Any] = []
@@ -308,9 +309,8 @@ def clean(
 
     def absorb(res: dict[str, Any]) -> None:
         ids.extend(res["ids"])
+        batch_records.append(len(res["ids"]))
         alive.append(np.asarray(res["alive"], dtype=bool))
-        for name in keys:
-            keys[name].append(res["keys"][name])
         for w in wanted_cols:
             wanted_cols[w].extend(res["wanted"][w])
         if res.get("embeddings") is not None:
@@ -339,34 +339,38 @@ def clean(
     n_batches = next_index
 
     # cross-record decisions, once over all keys, in recipe order
-    cross: dict[int, list[Reason]] = defaultdict(list)
+    decisions: list[Decisions] = []
     live = np.concatenate(alive) if alive else np.zeros(0, bool)
+    alive.clear()
     signal_arrays = {w: _column(v) for w, v in wanted_cols.items()}
     embeddings = np.concatenate(emb_chunks) if emb_chunks else None
+    emb_chunks.clear()
     # files cross-record ops write (clusters.jsonl), empty when they found nothing
-    artifacts: dict[str, list[dict[str, Any]]] = {a: [] for op in cross_ops for a in op.artifacts}
+    artifacts: dict[str, list[Any]] = {a: [] for op in cross_ops for a in op.artifacts}
     notes: dict[str, dict[str, Any]] = {}
     for op in cross_ops:
         t0 = time.perf_counter()
-        k = _merge(keys.pop(op.name), op.key_dtype)
+        k = _load_keys(work, op.name, batch_records, op.key_dtype)
         ctx = CrossContext(
             ids,
             live.copy(),
             {w: signal_arrays[w] for w in op.wanted_signals()},
             embeddings if op.uses_embeddings else None,
         )
-        for pos, reason in op.decide_all(k, ctx).items():
-            cross[pos].append(reason)
-            live[pos] = False
+        d = _as_decisions(op.name, op.decide_all(k, ctx))
+        del k
+        decisions.append(d)
+        live[d.pos] = False
         for name, rows in ctx.artifacts.items():
-            artifacts.setdefault(name, []).extend(rows)
+            artifacts.setdefault(name, []).append(rows)
         if ctx.notes:
             notes[op.name] = ctx.notes
         op_seconds[op.name] += time.perf_counter() - t0
-    emb_chunks.clear()  # free memory before pass 2
     embeddings = signal_arrays = None
 
-    summary = _write_outputs(out, work, n_batches, ops, cross, rec, reader, artifacts, notes)
+    summary = _write_outputs(
+        out, work, n_batches, ops, decisions, ids, rec, reader, artifacts, notes
+    )
     wall = time.perf_counter() - t_start
     summary["timings"] = {
         "wall_seconds": round(wall, 3),
@@ -407,17 +411,63 @@ class IdTable:
         return (self[i] for i in range(len(self)))
 
 
-def _merge(chunks: list[Any], dtype: str | None) -> Any:
-    """Batches of keys as one: arrays concatenated, lists chained, dicts merged field by field."""
-    if not chunks:
-        return np.zeros(0, dtype or "int64") if dtype else []
-    first = chunks[0]
-    if isinstance(first, dict):
-        return {f: _merge([c[f] for c in chunks], None) for f in first}
-    if isinstance(first, np.ndarray):
-        return np.concatenate(chunks)
-    flat = [x for c in chunks for x in c]
-    return np.fromiter(flat, dtype=dtype, count=len(flat)) if dtype else flat
+def _spill_keys(work: str, index: int, keys: dict[str, Any]) -> None:
+    path = os.path.join(work, f"{index:07d}.keys")
+    with open(path + ".tmp", "wb") as fh:
+        pickle.dump(keys, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(path + ".tmp", path)
+
+
+def _load_keys(work: str, name: str, batch_records: list[int], dtype: str | None) -> Any:
+    """One operator's keys for every record, read batch by batch from the spills into arrays
+    allocated once: memory is the final keys, not twice them."""
+    n = sum(batch_records)
+    out: Any = None
+    pos = 0
+    for b, count in enumerate(batch_records):
+        with open(os.path.join(work, f"{b:07d}.keys"), "rb") as fh:
+            chunk = pickle.load(fh)[name]
+        if out is None:
+            out = _alloc(chunk, n, dtype)
+        _put(out, chunk, pos, dtype)
+        pos += count
+    return out if out is not None else _alloc([], 0, dtype)
+
+
+def _alloc(chunk: Any, n: int, dtype: str | None) -> Any:
+    if isinstance(chunk, dict):
+        return {f: _alloc(v, n, None) for f, v in chunk.items()}
+    if isinstance(chunk, np.ndarray):
+        return np.empty((n, *chunk.shape[1:]), chunk.dtype)
+    return np.empty(n, dtype) if dtype else []
+
+
+def _put(out: Any, chunk: Any, pos: int, dtype: str | None) -> None:
+    if isinstance(out, dict):
+        for f in out:
+            _put(out[f], chunk[f], pos, None)
+    elif isinstance(out, np.ndarray):
+        out[pos : pos + len(chunk)] = np.asarray(chunk, dtype=out.dtype)
+    else:
+        out.extend(chunk)
+
+
+def _as_decisions(op: str, found: dict[int, Reason] | Decisions) -> Decisions:
+    """Operators may answer a dict of Reasons (few) or Decisions arrays (many): one form here."""
+    if isinstance(found, Decisions):
+        if len(found.pos) > 1 and (np.diff(found.pos) <= 0).any():
+            raise AssertionError(f"{op}: Decisions.pos must be sorted and unique")
+        return found
+    pos = np.array(sorted(found), dtype=np.int64)
+    return _DictDecisions(op, "", pos, reasons=[found[int(p)] for p in pos])
+
+
+@dataclass
+class _DictDecisions(Decisions):
+    reasons: list[Reason] = field(default_factory=list)
+
+    def reason_at(self, k: int, ids: Any) -> Reason:
+        return self.reasons[k]
 
 
 def _column(values: list[Any]) -> Any:
@@ -448,19 +498,32 @@ def _write_outputs(
     work: str,
     n_batches: int,
     ops: list[Operator],
-    cross: dict[int, list[Reason]],
+    decisions: list[Decisions],
+    ids: Any,
     recipe: Recipe,
     reader: Reader,
-    artifacts: dict[str, list[dict[str, Any]]],
+    artifacts: dict[str, list[Any]],
     notes: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     schema = _schema(ops)
-    for name, rows in artifacts.items():  # e.g. clusters.jsonl
+    for name, parts in artifacts.items():  # e.g. clusters.jsonl, made row by row here
         tmp_path = os.path.join(out, f".{name}.tmp")
         with open(tmp_path, "w", encoding="utf-8") as fa:
-            for row in rows:
-                fa.write(dumps(row) + "\n")
+            for rows in parts:
+                for row in rows:
+                    fa.write(dumps(row) + "\n")
         os.replace(tmp_path, os.path.join(out, name))
+    pointer = [0] * len(decisions)
+
+    def cross_reasons(pos: int) -> list[dict[str, Any]]:
+        found = []
+        for j, d in enumerate(decisions):
+            k = pointer[j]
+            if k < len(d.pos) and d.pos[k] == pos:
+                found.append(d.reason_at(k, ids).to_json())
+                pointer[j] = k + 1
+        return found
+
     tmp = {name: os.path.join(out, f".{name}.tmp") for name in OUTPUTS}
     counts = Counter()
     by_reason: Counter[str] = Counter()
@@ -475,7 +538,7 @@ def _write_outputs(
             res = _load(work, b)
             kept_flags = []
             for i, rid in enumerate(res["ids"]):
-                reasons = res["reasons"][i] + [r.to_json() for r in cross.get(pos, [])]
+                reasons = res["reasons"][i] + (cross_reasons(pos) if decisions else [])
                 pos += 1
                 if reasons:
                     fh["rejected.jsonl"].write(
