@@ -9,6 +9,7 @@ from tamis.cli import convert as convert_cmd
 from tamis.cli import labels as labels_cmd
 from tamis.cli import ops as ops_cmd
 from tamis.cli import split as split_cmd
+from tamis.cli import train as train_cmd
 
 app = typer.Typer(
     name="tamis",
@@ -24,6 +25,7 @@ app.command("convert")(convert_cmd.convert)
 app.command("label-issues")(labels_cmd.label_issues)
 app.command("split")(split_cmd.split)
 app.command("leakage")(split_cmd.leakage)
+app.command("train")(train_cmd.train)
 
 
 def version_callback(value: bool) -> None:

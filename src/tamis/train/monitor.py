@@ -1,0 +1,314 @@
+"""Watching a training run: loss spikes traced to the examples that caused them, overfitting.
+
+`SpikeDetector` and `OverfitDetector` are plain classes (testable without a model);
+`TamisMonitor` is a `transformers.TrainerCallback` that feeds them, usable inside any HF Trainer.
+To name the examples of a step, the data collator is wrapped by `IdTrackingCollator`, which
+records the record ids of every batch it builds; the callback takes the ids collated since the
+previous step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ID_KEY = "tamis_id"
+
+
+class SpikeDetector:
+    """A robust rolling z-score: (x - median) / (1.4826 MAD) over the last `window` values.
+
+    A value is a spike when its z-score passes `z` and it is at least `min_ratio` times the
+    median (so that a flat, noiseless history does not make every wiggle a spike). The spike is
+    not added to the history, so one bad step does not raise the bar for the next.
+    """
+
+    def __init__(
+        self, window: int = 50, z: float = 6.0, min_history: int = 10, min_ratio: float = 1.5
+    ):
+        self.values: deque[float] = deque(maxlen=window)
+        self.z, self.min_history, self.min_ratio = z, min_history, min_ratio
+
+    def score(self, x: float) -> float:
+        """The z-score of `x` against the history (0 until there is enough history)."""
+        if len(self.values) < self.min_history:
+            return 0.0
+        vals = sorted(self.values)
+        med = vals[len(vals) // 2]
+        mad = sorted(abs(v - med) for v in vals)[len(vals) // 2]
+        scale = 1.4826 * mad + 1e-3 * abs(med) + 1e-12
+        return (x - med) / scale
+
+    def update(self, x: float) -> bool:
+        """Add a value; True when it is a spike."""
+        if len(self.values) >= self.min_history:
+            vals = sorted(self.values)
+            med = vals[len(vals) // 2]
+            if self.score(x) > self.z and x > self.min_ratio * med:
+                return True
+        self.values.append(x)
+        return False
+
+
+class OverfitDetector:
+    """Eval loss rising while train loss falls for `patience` evaluations, or a train/eval gap
+    (eval loss / train loss) beyond `max_gap_ratio`."""
+
+    def __init__(self, patience: int = 3, max_gap_ratio: float | None = None):
+        self.patience, self.max_gap_ratio = patience, max_gap_ratio
+        self.history: list[tuple[float, float]] = []  # (train loss, eval loss)
+
+    def update(self, train_loss: float, eval_loss: float) -> str | None:
+        """Add an evaluation; a reason string when the run is overfitting."""
+        self.history.append((train_loss, eval_loss))
+        h = self.history
+        if len(h) > self.patience:
+            recent = h[-(self.patience + 1) :]
+            eval_up = all(b[1] > a[1] for a, b in zip(recent, recent[1:], strict=False))
+            train_down = all(b[0] <= a[0] for a, b in zip(recent, recent[1:], strict=False))
+            if eval_up and train_down:
+                return (
+                    f"eval loss rose for {self.patience} evaluations "
+                    f"({recent[0][1]:.4f} -> {recent[-1][1]:.4f}) while train loss fell "
+                    f"({recent[0][0]:.4f} -> {recent[-1][0]:.4f})"
+                )
+        if self.max_gap_ratio and train_loss > 0 and eval_loss / train_loss > self.max_gap_ratio:
+            return f"eval/train loss ratio {eval_loss / train_loss:.2f} over {self.max_gap_ratio}"
+        return None
+
+
+class IdTrackingCollator:
+    """Wraps a data collator: drops the `tamis_id` (and `tamis_text`) fields from the features
+    and remembers them, in order, for the monitor."""
+
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], Any]):
+        self.collate = collate
+        self.pending: list[tuple[Any, str]] = []
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        clean = []
+        for f in features:
+            f = dict(f)
+            rid = f.pop(ID_KEY, None)
+            text = f.pop("tamis_text", "")
+            self.pending.append((rid, text))
+            clean.append(f)
+        return self.collate(clean)
+
+    def take(self) -> list[tuple[Any, str]]:
+        out, self.pending = self.pending, []
+        return out
+
+
+@dataclass
+class Alert:
+    kind: str  # loss_spike, grad_spike, non_finite, overfitting
+    step: int
+    message: str
+    values: dict[str, float] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "step": self.step,
+            "message": self.message,
+            "values": self.values,
+            "examples": self.examples,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+
+def _make_callback_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class MonitorCore:
+    """What the callback does, apart from transformers: metrics, alerts, files."""
+
+    def __init__(
+        self,
+        run_dir: str,
+        on_spike: str = "warn",
+        spike_z: float = 6.0,
+        spike_window: int = 50,
+        overfit_patience: int = 3,
+        max_gap_ratio: float | None = None,
+        stop_on_overfit: bool = True,
+        webhook: str | None = None,
+        collator: IdTrackingCollator | None = None,
+        echo: Callable[[str], None] | None = None,
+    ):
+        if on_spike not in ("warn", "skip", "stop"):
+            raise ValueError("on_spike must be warn, skip or stop")
+        self.run_dir = run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        self.on_spike = on_spike
+        self.loss_spikes = SpikeDetector(spike_window, spike_z)
+        self.grad_spikes = SpikeDetector(spike_window, spike_z)
+        self.overfit = OverfitDetector(overfit_patience, max_gap_ratio)
+        self.stop_on_overfit = stop_on_overfit
+        self.webhook = webhook
+        self.collator = collator
+        self.echo = echo or (lambda s: None)
+        self.alerts: list[Alert] = []
+        self.last_train_loss: float | None = None
+        self.best: dict[str, Any] = {}
+        self.final: dict[str, float] = {}
+        self.step_examples: list[tuple[Any, str]] = []
+        self.history: list[dict[str, float]] = []  # per logged step: step, loss, grad_norm
+
+    def begin_step(self) -> None:
+        if self.collator is not None:
+            self.collator.take()  # drop what a previous evaluation or warm-up collated
+
+    def end_step(self) -> None:
+        if self.collator is not None:
+            self.step_examples = self.collator.take()
+
+    def on_train_log(self, step: int, logs: dict[str, float]) -> str | None:
+        """Feed one step's logs; returns "stop" when the run must stop."""
+        loss = logs.get("loss")
+        grad = logs.get("grad_norm")
+        self.history.append({"step": step, "loss": loss, "grad_norm": grad})
+        action = None
+        if loss is not None:
+            self.final["train_loss"] = loss
+            self.final["train_perplexity"] = _ppl(loss)
+            if not math.isfinite(loss):
+                self.alert("non_finite", step, f"loss is {loss}", {"loss": loss})
+                return "stop"
+            self.last_train_loss = loss
+            if self.loss_spikes.update(loss):
+                self.alert(
+                    "loss_spike",
+                    step,
+                    f"loss {loss:.4f} far above its recent median",
+                    {"loss": loss, "z": round(self.loss_spikes.score(loss), 2)},
+                )
+                action = self.on_spike
+        if grad is not None and math.isfinite(grad) and self.grad_spikes.update(grad):
+            self.alert(
+                "grad_spike",
+                step,
+                f"gradient norm {grad:.4f} far above its recent median",
+                {"grad_norm": grad, "z": round(self.grad_spikes.score(grad), 2)},
+            )
+            action = action or self.on_spike
+        return "stop" if action == "stop" else None
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> str | None:
+        loss = metrics.get("eval_loss")
+        if loss is None:
+            return None
+        metrics = {**metrics, "eval_perplexity": _ppl(loss)}
+        self.final.update({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+        if not self.best or loss < self.best["eval_loss"]:
+            self.best = {"step": step, "eval_loss": loss, "eval_perplexity": _ppl(loss)}
+        if self.last_train_loss is not None:
+            why = self.overfit.update(self.last_train_loss, loss)
+            if why:
+                self.alert(
+                    "overfitting",
+                    step,
+                    why,
+                    {"eval_loss": loss, "train_loss": self.last_train_loss},
+                )
+                if self.stop_on_overfit:
+                    return "stop"
+        return None
+
+    def alert(self, kind: str, step: int, message: str, values: dict[str, float]) -> None:
+        examples = (
+            [
+                {"id": rid, "text": " ".join(str(text).split())[:160]}
+                for rid, text in self.step_examples
+            ]
+            if kind != "overfitting"
+            else []
+        )
+        a = Alert(kind, step, message, values, examples)
+        self.alerts.append(a)
+        with open(os.path.join(self.run_dir, "alerts.jsonl"), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(a.to_json(), ensure_ascii=False, default=str) + "\n")
+        ids = ", ".join(str(e["id"]) for e in examples[:8])
+        self.echo(
+            f"[alert] step {step}: {kind}: {message}" + (f" (examples: {ids})" if ids else "")
+        )
+        if self.webhook:
+            _post(self.webhook, a.to_json())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "alerts": [a.to_json() for a in self.alerts],
+            "best": self.best,
+            "final": self.final,
+            "steps": self.history,
+        }
+
+    def write_summary(self) -> None:
+        with open(os.path.join(self.run_dir, "monitor.json"), "w", encoding="utf-8") as fh:
+            json.dump(self.summary(), fh, indent=2, ensure_ascii=False, default=str)
+            fh.write("\n")
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("inf")
+
+
+def _post(url: str, payload: dict[str, Any]) -> None:
+    try:
+        req = urllib.request.Request(
+            url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(req, timeout=5).close()
+    except Exception:  # an unreachable webhook must not stop training
+        pass
+
+
+def monitor_callback(core: MonitorCore) -> Any:
+    """A `transformers.TrainerCallback` around `core`."""
+    base = _make_callback_base()
+
+    class TamisMonitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self.core = core
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.core.begin_step()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.core.end_step()
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
+        ) -> None:
+            logs = logs or {}
+            if "loss" in logs and self.core.on_train_log(state.global_step, logs) == "stop":
+                control.should_training_stop = True
+            if "eval_loss" in logs and self.core.on_eval(state.global_step, logs) == "stop":
+                control.should_training_stop = True
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.core.write_summary()
+
+    return TamisMonitor()
+
+
+__all__: Sequence[str] = (
+    "Alert",
+    "IdTrackingCollator",
+    "MonitorCore",
+    "OverfitDetector",
+    "SpikeDetector",
+    "monitor_callback",
+)

@@ -1,0 +1,396 @@
+"""`tamis train`: fine-tune on curated data through transformers + peft, watched by the monitor.
+
+Pre-flight checks run first (also alone with `dry_run`): every example rendered, what is trained,
+what max_length cuts, whether the end-of-turn token is trained, tokens per role. Then a
+`transformers.Trainer` runs with the `TamisMonitor` callback, TensorBoard logs, checkpoints for
+`resume`, and the run folder gets the adapter or model, tokenizer, `run.json` and `monitor.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tamis.errors import TamisError
+from tamis.records.formats import FieldMap
+from tamis.records.io import Reader
+from tamis.records.model import Record
+from tamis.train.config import TrainConfig
+from tamis.train.data import (
+    IGNORE,
+    ClassificationCollator,
+    Example,
+    ListDataset,
+    SFTCollator,
+    classification_example,
+    sft_example,
+)
+from tamis.train.monitor import IdTrackingCollator, MonitorCore, monitor_callback
+
+
+@dataclass
+class Preflight:
+    examples: int
+    no_trained_token: list[Any] = field(default_factory=list)
+    truncated: list[Any] = field(default_factory=list)
+    eos_trained: bool | None = None
+    tokens_per_role: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "no_trained_token": {
+                "count": len(self.no_trained_token),
+                "ids": self.no_trained_token[:50],
+            },
+            "truncated_answers": {"count": len(self.truncated), "ids": self.truncated[:50]},
+            "eos_trained": self.eos_trained,
+            "tokens_per_role": self.tokens_per_role,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class TrainResult:
+    output: str
+    preflight: Preflight
+    metrics: dict[str, Any] = field(default_factory=dict)
+    monitor: dict[str, Any] = field(default_factory=dict)
+
+
+def _read(files: list[str], cfg: TrainConfig) -> list[Record]:
+    fields = FieldMap(label_field=cfg.label_field, text_field=cfg.text_field)
+    return list(Reader(files, fields=fields))
+
+
+def _histogram(values: list[int]) -> dict[str, int]:
+    if not values:
+        return {}
+    edges = [16, 32, 64, 128, 256, 512, 1024, 2048]
+    out: Counter[str] = Counter()
+    for v in values:
+        b = next((e for e in edges if v <= e), None)
+        out[f"<={b}" if b else f">{edges[-1]}"] += 1
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0].strip("<=>"))))
+
+
+def preflight(examples: list[Example], tok: Any, task: str) -> Preflight:
+    """What will be trained: examples with nothing to learn, cut answers, EOS, tokens per role."""
+    p = Preflight(len(examples))
+    if task != "sft":
+        return p
+    p.no_trained_token = [e.id for e in examples if e.trained_tokens == 0]
+    p.truncated = [e.id for e in examples if e.truncated]
+    end_ids = {tok.eos_token_id}
+    im_end = tok.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tok.get_vocab() else None
+    if im_end is not None:
+        end_ids.add(im_end)
+    p.eos_trained = any(
+        lab in end_ids
+        for e in examples
+        if isinstance(e.labels, list)
+        for lab in e.labels
+        if lab != IGNORE
+    )
+    roles: dict[str, list[int]] = {}
+    for e in examples:
+        for role, n in e.role_tokens.items():
+            roles.setdefault(role, []).append(n)
+    p.tokens_per_role = {r: _histogram(v) for r, v in sorted(roles.items())}
+    if p.no_trained_token:
+        p.warnings.append(f"{len(p.no_trained_token)} examples have no trained token")
+    if p.truncated:
+        p.warnings.append(f"{len(p.truncated)} assistant answers are cut by max_length")
+    if p.eos_trained is False:
+        p.warnings.append(
+            "the end-of-turn token is never trained: the model will not learn to stop"
+        )
+    return p
+
+
+def render_marked(example: Example, tok: Any) -> str:
+    """The example's text with trained tokens between ⟦ and ⟧ (what the loss sees)."""
+    if isinstance(example.labels, int):
+        return f"{example.text}\n→ label {example.labels}"
+    out, inside = [], False
+    for tid, lab in zip(example.input_ids, example.labels, strict=True):
+        trained = lab != IGNORE
+        if trained and not inside:
+            out.append("⟦")
+        if not trained and inside:
+            out.append("⟧")
+        inside = trained
+        out.append(tok.decode([tid]))
+    if inside:
+        out.append("⟧")
+    return "".join(out)
+
+
+def _fingerprint(records: list[Record]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for r in records:
+        h.update(str(r.id).encode())
+        h.update(r.content_key().encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    import importlib.metadata
+
+    for mod in ("tamis", "torch", "transformers", "peft", "trl"):
+        try:
+            out[mod] = importlib.metadata.version(mod)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    dry_run: bool = False,
+    show: int = 0,
+    resume: bool = False,
+    echo: Any = print,
+    extra_callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Pre-flight, then (unless dry_run) fine-tune; returns what was written where."""
+    train_records = _read(cfg.train_file, cfg)
+    if not train_records:
+        raise TamisError("the training set is empty", cfg.train_file[0])
+    eval_records = _read(cfg.eval_file, cfg) if cfg.eval_file else []
+    if not eval_records and cfg.val_fraction > 0:
+        rng = random.Random(cfg.seed)
+        idx = list(range(len(train_records)))
+        rng.shuffle(idx)
+        k = max(1, int(len(idx) * cfg.val_fraction))
+        held = set(idx[:k])
+        eval_records = [r for i, r in enumerate(train_records) if i in held]
+        train_records = [r for i, r in enumerate(train_records) if i not in held]
+
+    from transformers import AutoTokenizer
+
+    from tamis.models.causal_lm import resolve_model
+
+    model_path = resolve_model(cfg.model, cfg.task)
+    tok = AutoTokenizer.from_pretrained(model_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    label_ids: dict[str, int] = {}
+    if cfg.task == "classification":
+        labels = sorted({str(r.label) for r in train_records if r.label is not None})
+        if not labels:
+            raise TamisError("classification needs labels: none found (use label_field)")
+        eval_labels = {str(r.label) for r in eval_records if r.label is not None}
+        if eval_labels - set(labels):
+            missing = sorted(eval_labels - set(labels))[:10]
+            raise TamisError(f"the eval set has labels the training set lacks: {missing}")
+        label_ids = {lab: i for i, lab in enumerate(labels)}
+
+        def make(r: Record) -> Example:
+            return classification_example(r, tok, label_ids, cfg.max_length)
+
+        train_records = [r for r in train_records if r.label is not None]
+    else:
+
+        def make(r: Record) -> Example:
+            return sft_example(r, tok, cfg.max_length)
+
+    train_ex = [make(r) for r in train_records]
+    eval_ex = [make(r) for r in eval_records]
+    pre = preflight(train_ex, tok, cfg.task)
+    for w in pre.warnings:
+        echo(f"warning: {w}")
+    if cfg.task == "sft" and train_ex and all(e.truncated for e in train_ex):
+        raise TamisError(f"every example's answer is cut by max_length {cfg.max_length}; raise it")
+    for e in train_ex[:show]:
+        echo(f"--- {e.id} ---\n{render_marked(e, tok)}")
+    os.makedirs(cfg.output, exist_ok=True)
+    with open(os.path.join(cfg.output, "preflight.json"), "w", encoding="utf-8") as fh:
+        json.dump(pre.to_json(), fh, indent=2, default=str)
+    if dry_run:
+        return TrainResult(cfg.output, pre)
+    usable = [e for e in train_ex if e.trained_tokens > 0]
+    if not usable:
+        raise TamisError("no example has a trained token: nothing to learn")
+    return _fit(
+        cfg,
+        model_path,
+        tok,
+        usable,
+        eval_ex,
+        label_ids,
+        pre,
+        train_records,
+        resume,
+        echo,
+        extra_callbacks or [],
+    )
+
+
+def _fit(
+    cfg: TrainConfig,
+    model_path: str,
+    tok: Any,
+    train_ex: list[Example],
+    eval_ex: list[Example],
+    label_ids: dict[str, int],
+    pre: Preflight,
+    records: list[Record],
+    resume: bool,
+    echo: Any,
+    extra_callbacks: list[Any],
+) -> TrainResult:
+    import torch
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    set_seed(cfg.seed)
+    model = _load_model(cfg, model_path, label_ids)
+    collate = (
+        SFTCollator(tok.pad_token_id)
+        if cfg.task == "sft"
+        else ClassificationCollator(tok.pad_token_id)
+    )
+    tracker = IdTrackingCollator(collate)
+    core = MonitorCore(
+        cfg.output,
+        on_spike=cfg.on_spike,
+        spike_z=cfg.spike_z,
+        overfit_patience=cfg.overfit_patience,
+        max_gap_ratio=cfg.max_gap_ratio,
+        stop_on_overfit=cfg.stop_on_overfit,
+        webhook=cfg.webhook,
+        collator=tracker,
+        echo=echo,
+    )
+    has_eval = bool(eval_ex)
+    cuda = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=os.path.join(cfg.output, "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_ratio=cfg.warmup_ratio,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        weight_decay=cfg.weight_decay,
+        logging_steps=1,
+        train_sampling_strategy="random" if cfg.shuffle else "sequential",
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.eval_steps if has_eval else cfg.save_steps,
+        save_total_limit=3,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_loss" if has_eval else None,
+        greater_is_better=False if has_eval else None,
+        report_to=[r for r in cfg.report_to if r != "none"],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        remove_unused_columns=False,
+        use_cpu=not cuda,
+        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    compute_metrics = _classification_metrics if cfg.task == "classification" else None
+    os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(cfg.output, "logs")
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ListDataset([e.feature() for e in train_ex]),
+        eval_dataset=ListDataset([e.feature() for e in eval_ex]) if has_eval else None,
+        data_collator=tracker,
+        callbacks=[monitor_callback(core), *extra_callbacks],
+        compute_metrics=compute_metrics,
+    )
+    ckpt = None
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        ckpt = get_last_checkpoint(args.output_dir)
+        if ckpt is None:
+            echo("no checkpoint to resume from: starting from the beginning")
+    out = trainer.train(resume_from_checkpoint=ckpt)
+    metrics = dict(out.metrics)
+    if has_eval:
+        metrics.update(trainer.evaluate())
+    final_dir = os.path.join(cfg.output, "adapter" if cfg.lora else "model")
+    trainer.save_model(final_dir)
+    tok.save_pretrained(final_dir)
+    core.write_summary()
+    run = {
+        "config": cfg.to_dict(),
+        "model": model_path,
+        "data_fingerprint": _fingerprint(records),
+        "train_examples": len(train_ex),
+        "eval_examples": len(eval_ex),
+        "labels": label_ids or None,
+        "versions": _versions(),
+        "metrics": metrics,
+        "best": core.best,
+        "alerts": len(core.alerts),
+        "saved": final_dir,
+    }
+    with open(os.path.join(cfg.output, "run.json"), "w", encoding="utf-8") as fh:
+        json.dump(run, fh, indent=2, default=str)
+    return TrainResult(cfg.output, pre, metrics, core.summary())
+
+
+def _load_model(cfg: TrainConfig, path: str, label_ids: dict[str, int]) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    if cfg.task == "classification":
+        from transformers import AutoModelForSequenceClassification
+
+        kw: dict[str, Any] = {}
+        if cfg.dropout is not None:
+            kw["hidden_dropout_prob"] = cfg.dropout
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(label_ids),
+            id2label={i: lab for lab, i in label_ids.items()},
+            label2id=label_ids,
+            **kw,
+        )
+        targets = cfg.target_modules or ["query", "value"]
+        task = "SEQ_CLS"
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(path)
+        targets = cfg.target_modules or ["q_proj", "v_proj"]
+        task = "CAUSAL_LM"
+    if not cfg.lora:
+        return model
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type=task,
+    )
+    return get_peft_model(model, lora)
+
+
+def _classification_metrics(pred: Any) -> dict[str, float]:
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits, labels = pred.predictions, pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    guess = np.argmax(logits, axis=-1)
+    return {
+        "accuracy": float(accuracy_score(labels, guess)),
+        "macro_f1": float(f1_score(labels, guess, average="macro")),
+    }

@@ -1,0 +1,127 @@
+"""Training and monitoring on real data, on CPU, small shapes: SmolLM2 LoRA on gsm8k, MiniLM
+classification on banking77, a corrupted batch flagged with its ids, overfitting stopped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA
+from tamis.train.monitor import MonitorCore, OverfitDetector, SpikeDetector
+
+pytest.importorskip("peft")
+
+
+def test_spike_detector_flags_a_jump_not_noise() -> None:
+    rng = random.Random(0)
+    d = SpikeDetector(window=30, z=6.0)
+    flags = [d.update(2.0 - 0.01 * i + rng.gauss(0, 0.05)) for i in range(40)]
+    assert not any(flags)
+    assert d.update(6.0)  # a loss three times its recent level
+    assert not d.update(1.6)  # and the history was not raised by it
+
+
+def test_overfit_detector_needs_rising_eval_and_falling_train() -> None:
+    d = OverfitDetector(patience=3)
+    assert d.update(1.0, 1.2) is None
+    assert d.update(0.8, 1.1) is None
+    assert d.update(0.6, 1.15) is None
+    assert d.update(0.4, 1.2) is None
+    assert "rose for 3 evaluations" in (d.update(0.3, 1.3) or "")
+
+
+def test_monitor_writes_alerts_with_the_step_examples(tmp_path: Path) -> None:
+    from tamis.train.monitor import IdTrackingCollator
+
+    tracker = IdTrackingCollator(lambda feats: feats)
+    core = MonitorCore(str(tmp_path), collator=tracker)
+    for step in range(1, 21):
+        core.begin_step()
+        tracker([{"tamis_id": f"r{step}", "tamis_text": "ok"}])
+        core.end_step()
+        assert core.on_train_log(step, {"loss": 1.0 + 0.01 * (step % 3), "grad_norm": 1.0}) is None
+    core.begin_step()
+    tracker([{"tamis_id": "bad1", "tamis_text": "zzz"}, {"tamis_id": "bad2", "tamis_text": "qqq"}])
+    core.end_step()
+    core.on_train_log(21, {"loss": 9.0, "grad_norm": 1.0})
+    assert core.on_train_log(22, {"loss": float("nan")}) == "stop"
+    alerts = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert alerts[0]["kind"] == "loss_spike" and alerts[0]["step"] == 21
+    assert [e["id"] for e in alerts[0]["examples"]] == ["bad1", "bad2"]
+    assert alerts[1]["kind"] == "non_finite"
+
+
+def _b77(tmp: Path, n_per_class: int = 30, scramble: list[int] | None = None) -> Path:
+    with open(DATA / "banking77" / "train.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = ["card_arrival", "exchange_rate", "lost_or_stolen_phone", "age_limit"]
+    picked = []
+    for c in keep:
+        picked += [r for r in rows if r["category"] == c][:n_per_class]
+    random.Random(0).shuffle(picked)
+    out = tmp / "b77.jsonl"
+    out.write_text("".join(json.dumps({"id": f"r{i}", **r}) + "\n" for i, r in enumerate(picked)))
+    return out
+
+
+def test_minilm_classification_trains_and_reports_accuracy(tmp_path: Path) -> None:
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    data = _b77(tmp_path)
+    cfg = TrainConfig(
+        task="classification",
+        train_file=[str(data)],
+        val_fraction=0.2,
+        output=str(tmp_path / "run"),
+        max_steps=12,
+        batch_size=16,
+        learning_rate=5e-3,
+        max_length=48,
+        eval_steps=6,
+    )
+    res = train(cfg, echo=lambda s: None)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["metrics"]["eval_accuracy"] > 0.5  # 4 classes: chance is 0.25
+    assert "eval_macro_f1" in run["metrics"]
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
+    assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))  # TensorBoard
+    steps = res.monitor["steps"]
+    assert steps[-1]["loss"] < steps[0]["loss"]
+
+
+def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path) -> None:
+    """Input order, batch 8: the batch of step 31 holds 8 records with scrambled text and labels."""
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    data = _b77(tmp_path, n_per_class=60)
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    rng = random.Random(1)
+    bad = list(range(240, 248))  # step 31 with batch 8, in order
+    for i in bad:
+        rows[i]["id"] = f"corrupt{i}"
+        rows[i]["text"] = " ".join(rng.choice(["qx", "zzv", "##", "0x9f", "ÿþ"]) for _ in range(30))
+        rows[i]["category"] = rng.choice(["age_limit", "exchange_rate"])
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TrainConfig(
+        task="classification",
+        train_file=[str(data)],
+        output=str(tmp_path / "run"),
+        max_steps=32,
+        batch_size=8,
+        learning_rate=3e-3,
+        max_length=48,
+        shuffle=False,
+        spike_z=4.0,
+        report_to=["none"],
+    )
+    train(cfg, echo=lambda s: None)
+    alerts = [json.loads(x) for x in (tmp_path / "run" / "alerts.jsonl").read_text().splitlines()]
+    loss_alerts = [a for a in alerts if a["kind"] == "loss_spike"]
+    assert loss_alerts and loss_alerts[0]["step"] == 31
+    assert {e["id"] for e in loss_alerts[0]["examples"]} == {f"corrupt{i}" for i in bad}
