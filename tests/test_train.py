@@ -95,33 +95,36 @@ def test_minilm_classification_trains_and_reports_accuracy(tmp_path: Path) -> No
 
 
 def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path) -> None:
-    """Input order, batch 8: the batch of step 31 holds 8 records with scrambled text and labels."""
+    """Input order, batch 8: the batch of step 21 holds 8 real questions with flipped labels."""
     from tamis.train import TrainConfig
     from tamis.train.trainer import train
 
-    data = _b77(tmp_path, n_per_class=60)
-    rows = [json.loads(x) for x in data.read_text().splitlines()]
-    rng = random.Random(1)
-    bad = list(range(240, 248))  # step 31 with batch 8, in order
+    with open(DATA / "banking77" / "train.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    two = ("card_arrival", "exchange_rate")
+    picked = [r for r in rows if r["category"] == two[0]][:100]
+    picked += [r for r in rows if r["category"] == two[1]][:100]
+    random.Random(0).shuffle(picked)
+    picked = [{"id": f"r{i}", **r} for i, r in enumerate(picked)]
+    bad = list(range(160, 168))  # step 21 with batch 8, in input order
     for i in bad:
-        rows[i]["id"] = f"corrupt{i}"
-        rows[i]["text"] = " ".join(rng.choice(["qx", "zzv", "##", "0x9f", "ÿþ"]) for _ in range(30))
-        rows[i]["category"] = rng.choice(["age_limit", "exchange_rate"])
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        picked[i]["id"] = f"flipped{i}"
+        picked[i]["category"] = two[1] if picked[i]["category"] == two[0] else two[0]
+    data = tmp_path / "two.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in picked))
     cfg = TrainConfig(
         task="classification",
         train_file=[str(data)],
         output=str(tmp_path / "run"),
-        max_steps=32,
+        max_steps=22,
         batch_size=8,
-        learning_rate=3e-3,
+        learning_rate=5e-3,
         max_length=48,
         shuffle=False,
-        spike_z=4.0,
         report_to=["none"],
     )
     train(cfg, echo=lambda s: None)
     alerts = [json.loads(x) for x in (tmp_path / "run" / "alerts.jsonl").read_text().splitlines()]
     loss_alerts = [a for a in alerts if a["kind"] == "loss_spike"]
-    assert loss_alerts and loss_alerts[0]["step"] == 31
-    assert {e["id"] for e in loss_alerts[0]["examples"]} == {f"corrupt{i}" for i in bad}
+    assert [a["step"] for a in loss_alerts] == [21]
+    assert {e["id"] for e in loss_alerts[0]["examples"]} == {f"flipped{i}" for i in bad}

@@ -86,24 +86,39 @@ class OverfitDetector:
 
 class IdTrackingCollator:
     """Wraps a data collator: drops the `tamis_id` (and `tamis_text`) fields from the features
-    and remembers them, in order, for the monitor."""
+    and remembers them, batch by batch, for the monitor.
 
-    def __init__(self, collate: Callable[[list[dict[str, Any]]], Any]):
+    Only batches built while `active()` is true are remembered (the trainer passes
+    `lambda: model.training`, so evaluation batches are not taken for training ones). The data
+    loader may build the next batch before a step ends, so the monitor takes the oldest batches.
+    """
+
+    def __init__(
+        self,
+        collate: Callable[[list[dict[str, Any]]], Any],
+        active: Callable[[], bool] | None = None,
+    ):
         self.collate = collate
-        self.pending: list[tuple[Any, str]] = []
+        self.active = active or (lambda: True)
+        self.batches: deque[list[tuple[Any, str]]] = deque()
 
     def __call__(self, features: list[dict[str, Any]]) -> Any:
-        clean = []
+        clean, seen = [], []
         for f in features:
             f = dict(f)
             rid = f.pop(ID_KEY, None)
             text = f.pop("tamis_text", "")
-            self.pending.append((rid, text))
+            seen.append((rid, text))
             clean.append(f)
+        if self.active():
+            self.batches.append(seen)
         return self.collate(clean)
 
-    def take(self) -> list[tuple[Any, str]]:
-        out, self.pending = self.pending, []
+    def take(self, n: int = 1) -> list[tuple[Any, str]]:
+        """The ids and texts of the oldest `n` batches (one optimiser step)."""
+        out: list[tuple[Any, str]] = []
+        for _ in range(min(n, len(self.batches))):
+            out.extend(self.batches.popleft())
         return out
 
 
@@ -147,6 +162,7 @@ class MonitorCore:
         webhook: str | None = None,
         collator: IdTrackingCollator | None = None,
         echo: Callable[[str], None] | None = None,
+        grad_accum: int = 1,
     ):
         if on_spike not in ("warn", "skip", "stop"):
             raise ValueError("on_spike must be warn, skip or stop")
@@ -159,6 +175,7 @@ class MonitorCore:
         self.stop_on_overfit = stop_on_overfit
         self.webhook = webhook
         self.collator = collator
+        self.grad_accum = grad_accum
         self.echo = echo or (lambda s: None)
         self.alerts: list[Alert] = []
         self.last_train_loss: float | None = None
@@ -168,12 +185,11 @@ class MonitorCore:
         self.history: list[dict[str, float]] = []  # per logged step: step, loss, grad_norm
 
     def begin_step(self) -> None:
-        if self.collator is not None:
-            self.collator.take()  # drop what a previous evaluation or warm-up collated
+        return None
 
     def end_step(self) -> None:
         if self.collator is not None:
-            self.step_examples = self.collator.take()
+            self.step_examples = self.collator.take(self.grad_accum)
 
     def on_train_log(self, step: int, logs: dict[str, float]) -> str | None:
         """Feed one step's logs; returns "stop" when the run must stop."""

@@ -269,7 +269,9 @@ def _fit(
         webhook=cfg.webhook,
         collator=tracker,
         echo=echo,
+        grad_accum=cfg.grad_accum,
     )
+    tracker.active = lambda: bool(model.training)
     has_eval = bool(eval_ex)
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
@@ -279,7 +281,7 @@ def _fit(
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.scheduler,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         weight_decay=cfg.weight_decay,
@@ -313,6 +315,9 @@ def _fit(
         callbacks=[monitor_callback(core), *extra_callbacks],
         compute_metrics=compute_metrics,
     )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the monitor reports; no raw dicts on stdout
     ckpt = None
     if resume:
         from transformers.trainer_utils import get_last_checkpoint
