@@ -25,13 +25,14 @@ def test_spike_detector_flags_a_jump_not_noise() -> None:
     assert not d.update(1.6)  # and the history was not raised by it
 
 
-def test_overfit_detector_needs_rising_eval_and_falling_train() -> None:
+def test_overfit_detector_needs_worse_eval_and_better_train() -> None:
     d = OverfitDetector(patience=3)
     assert d.update(1.0, 1.2) is None
-    assert d.update(0.8, 1.1) is None
+    assert d.update(0.8, 1.1) is None  # the best eval
+    assert d.update(0.9, 1.15) is None  # eval worse, but train worse too: not overfitting
     assert d.update(0.6, 1.15) is None
     assert d.update(0.4, 1.2) is None
-    assert "rose for 3 evaluations" in (d.update(0.3, 1.3) or "")
+    assert "for 3 evaluations" in (d.update(0.3, 1.3) or "")
 
 
 def test_monitor_writes_alerts_with_the_step_examples(tmp_path: Path) -> None:
@@ -128,3 +129,103 @@ def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path) -> None
     loss_alerts = [a for a in alerts if a["kind"] == "loss_spike"]
     assert [a["step"] for a in loss_alerts] == [21]
     assert {e["id"] for e in loss_alerts[0]["examples"]} == {f"flipped{i}" for i in bad}
+
+
+@pytest.fixture(scope="module")
+def gsm16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("gguf")
+    gsm = json.loads((DATA / "instruct" / "gsm_8k_train.json").read_text())[:16]
+    path = tmp_path_factory.mktemp("gsm") / "gsm16.jsonl"
+    path.write_text("".join(json.dumps({"id": f"g{i}", **o}) + "\n" for i, o in enumerate(gsm)))
+    return path
+
+
+def test_dry_run_shows_the_loss_mask_and_preflight(tmp_path: Path, gsm16: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tamis.cli.main import app
+
+    args = ["train", "--train-file", str(gsm16), "-o", str(tmp_path / "run"), "--dry-run"]
+    result = CliRunner().invoke(app, [*args, "--show", "1", "--max-length", "160"])
+    assert result.exit_code == 0, result.output
+    assert "⟦" in result.output and "⟧" in result.output  # trained tokens marked
+    pre = json.loads((tmp_path / "run" / "preflight.json").read_text())
+    assert pre["examples"] == 16 and pre["eos_trained"] is True
+    assert 0 < pre["truncated_answers"]["count"] < 16  # 160 tokens cut the longer answers
+    assert set(pre["tokens_per_role"]) >= {"user", "assistant"}
+    # an empty training set is refused with exit 2
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    bad = CliRunner().invoke(app, ["train", "--train-file", str(empty), "--dry-run"])
+    assert bad.exit_code == 2
+
+
+def test_smollm2_lora_loss_goes_down_and_adapter_reloads(tmp_path: Path, gsm16: Path) -> None:
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    cfg = TrainConfig(
+        task="sft",
+        train_file=[str(gsm16)],
+        output=str(tmp_path / "run"),
+        max_steps=8,
+        batch_size=2,
+        max_length=256,
+        learning_rate=2e-3,
+        report_to=["none"],
+    )
+    res = train(cfg, echo=lambda s: None)
+    losses = [s["loss"] for s in res.monitor["steps"]]
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["train_examples"] == 16 and run["data_fingerprint"]
+    from peft import PeftModel
+
+    from tamis.models.causal_lm import load_causal_lm
+
+    base, _ = load_causal_lm()
+    model = PeftModel.from_pretrained(base, str(tmp_path / "run" / "adapter"))
+    assert any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_overfitting_stops_the_run_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
+    """32 training questions, half with random labels, trained far too long: the model memorises
+    the noise, clean eval loss climbs, the monitor stops the run and the best checkpoint stays."""
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    with open(DATA / "banking77" / "train.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = ["card_arrival", "exchange_rate", "lost_or_stolen_phone", "age_limit"]
+    rng = random.Random(0)
+    train_rows, eval_rows = [], []
+    for c in keep:
+        of_class = [r for r in rows if r["category"] == c]
+        train_rows += of_class[:8]
+        eval_rows += of_class[100:130]
+    for i, r in enumerate(train_rows):
+        train_rows[i] = {"id": f"t{i}", **r}
+        if i % 2 == 0:
+            train_rows[i]["category"] = rng.choice(keep)
+    tr, ev = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    tr.write_text("".join(json.dumps(r) + "\n" for r in train_rows))
+    ev.write_text("".join(json.dumps({"id": f"e{i}", **r}) + "\n" for i, r in enumerate(eval_rows)))
+    cfg = TrainConfig(
+        task="classification",
+        train_file=[str(tr)],
+        eval_file=[str(ev)],
+        output=str(tmp_path / "run"),
+        max_steps=200,
+        batch_size=8,
+        learning_rate=1e-2,
+        max_length=32,
+        eval_steps=4,
+        overfit_patience=3,
+        report_to=["none"],
+    )
+    res = train(cfg, echo=lambda s: None)
+    assert "overfitting" in [a["kind"] for a in res.monitor["alerts"]]
+    assert res.monitor["steps"][-1]["step"] < 200  # stopped early
+    best = res.monitor["best"]
+    assert res.metrics["eval_loss"] == pytest.approx(best["eval_loss"], rel=1e-3)  # restored
+    assert json.loads((tmp_path / "run" / "monitor.json").read_text())["best"] == best

@@ -51,6 +51,12 @@ def cached_smollm2(cache_dir: str | None = None) -> str:
     src = smollm2_folder()
     tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE)
+    # the weights are dequantised to float32 on load; what remains of the GGUF "quantisation" is
+    # a flag that stops save_pretrained, so drop it and save plain safetensors
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = target + ".tmp"
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)

@@ -25,16 +25,23 @@ ID_KEY = "tamis_id"
 class SpikeDetector:
     """A robust rolling z-score: (x - median) / (1.4826 MAD) over the last `window` values.
 
-    A value is a spike when its z-score passes `z` and it is at least `min_ratio` times the
-    median (so that a flat, noiseless history does not make every wiggle a spike). The spike is
-    not added to the history, so one bad step does not raise the bar for the next.
+    A value is a spike when its z-score passes `z`, it is at least `min_ratio` times the median
+    and above it by `min_delta` (so that neither a flat, noiseless history nor a loss near zero
+    makes every wiggle a spike). The spike is not added to the history, so one bad step does
+    not raise the bar for the next.
     """
 
     def __init__(
-        self, window: int = 50, z: float = 6.0, min_history: int = 10, min_ratio: float = 1.5
+        self,
+        window: int = 50,
+        z: float = 6.0,
+        min_history: int = 10,
+        min_ratio: float = 1.5,
+        min_delta: float = 0.0,
     ):
         self.values: deque[float] = deque(maxlen=window)
         self.z, self.min_history, self.min_ratio = z, min_history, min_ratio
+        self.min_delta = min_delta
 
     def score(self, x: float) -> float:
         """The z-score of `x` against the history (0 until there is enough history)."""
@@ -51,34 +58,40 @@ class SpikeDetector:
         if len(self.values) >= self.min_history:
             vals = sorted(self.values)
             med = vals[len(vals) // 2]
-            if self.score(x) > self.z and x > self.min_ratio * med:
+            if self.score(x) > self.z and x > self.min_ratio * med and x - med > self.min_delta:
                 return True
         self.values.append(x)
         return False
 
 
 class OverfitDetector:
-    """Eval loss rising while train loss falls for `patience` evaluations, or a train/eval gap
+    """Overfitting: for `patience` evaluations in a row, eval loss stays above its best (by more
+    than `tolerance`) while train loss is below what it was at that best; or a train/eval gap
     (eval loss / train loss) beyond `max_gap_ratio`."""
 
-    def __init__(self, patience: int = 3, max_gap_ratio: float | None = None):
-        self.patience, self.max_gap_ratio = patience, max_gap_ratio
+    def __init__(
+        self, patience: int = 3, max_gap_ratio: float | None = None, tolerance: float = 0.01
+    ):
+        self.patience, self.max_gap_ratio, self.tolerance = patience, max_gap_ratio, tolerance
         self.history: list[tuple[float, float]] = []  # (train loss, eval loss)
+        self.best: tuple[float, float] | None = None  # (train, eval) at the best eval loss
+        self.worse = 0
 
     def update(self, train_loss: float, eval_loss: float) -> str | None:
         """Add an evaluation; a reason string when the run is overfitting."""
         self.history.append((train_loss, eval_loss))
-        h = self.history
-        if len(h) > self.patience:
-            recent = h[-(self.patience + 1) :]
-            eval_up = all(b[1] > a[1] for a, b in zip(recent, recent[1:], strict=False))
-            train_down = all(b[0] <= a[0] for a, b in zip(recent, recent[1:], strict=False))
-            if eval_up and train_down:
-                return (
-                    f"eval loss rose for {self.patience} evaluations "
-                    f"({recent[0][1]:.4f} -> {recent[-1][1]:.4f}) while train loss fell "
-                    f"({recent[0][0]:.4f} -> {recent[-1][0]:.4f})"
-                )
+        if self.best is None or eval_loss < self.best[1]:
+            self.best, self.worse = (train_loss, eval_loss), 0
+        elif eval_loss > self.best[1] * (1 + self.tolerance) and train_loss < self.best[0]:
+            self.worse += 1
+        else:
+            self.worse = 0
+        if self.worse >= self.patience:
+            return (
+                f"eval loss {eval_loss:.4f} has stayed above its best {self.best[1]:.4f} for "
+                f"{self.worse} evaluations while train loss fell to {train_loss:.4f} "
+                f"(from {self.best[0]:.4f})"
+            )
         if self.max_gap_ratio and train_loss > 0 and eval_loss / train_loss > self.max_gap_ratio:
             return f"eval/train loss ratio {eval_loss / train_loss:.2f} over {self.max_gap_ratio}"
         return None
@@ -169,7 +182,7 @@ class MonitorCore:
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
         self.on_spike = on_spike
-        self.loss_spikes = SpikeDetector(spike_window, spike_z)
+        self.loss_spikes = SpikeDetector(spike_window, spike_z, min_delta=0.25)
         self.grad_spikes = SpikeDetector(spike_window, spike_z)
         self.overfit = OverfitDetector(overfit_patience, max_gap_ratio)
         self.stop_on_overfit = stop_on_overfit
@@ -183,6 +196,7 @@ class MonitorCore:
         self.final: dict[str, float] = {}
         self.step_examples: list[tuple[Any, str]] = []
         self.history: list[dict[str, float]] = []  # per logged step: step, loss, grad_norm
+        self.since_eval: list[float] = []  # train losses since the last evaluation
 
     def begin_step(self) -> None:
         return None
@@ -204,6 +218,7 @@ class MonitorCore:
                 self.alert("non_finite", step, f"loss is {loss}", {"loss": loss})
                 return "stop"
             self.last_train_loss = loss
+            self.since_eval.append(loss)
             if self.loss_spikes.update(loss):
                 self.alert(
                     "loss_spike",
@@ -230,8 +245,10 @@ class MonitorCore:
         self.final.update({k: v for k, v in metrics.items() if isinstance(v, int | float)})
         if not self.best or loss < self.best["eval_loss"]:
             self.best = {"step": step, "eval_loss": loss, "eval_perplexity": _ppl(loss)}
-        if self.last_train_loss is not None:
-            why = self.overfit.update(self.last_train_loss, loss)
+        if self.since_eval:
+            train_loss = sum(self.since_eval) / len(self.since_eval)  # smoother than one step
+            self.since_eval = []
+            why = self.overfit.update(train_loss, loss)
             if why:
                 self.alert(
                     "overfitting",
