@@ -229,3 +229,36 @@ def test_overfitting_stops_the_run_and_keeps_the_best_checkpoint(tmp_path: Path)
     best = res.monitor["best"]
     assert res.metrics["eval_loss"] == pytest.approx(best["eval_loss"], rel=1e-3)  # restored
     assert json.loads((tmp_path / "run" / "monitor.json").read_text())["best"] == best
+
+
+def test_resume_after_an_interruption_continues_with_the_same_data_order(tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    data = _b77(tmp_path, n_per_class=20)
+
+    def cfg(out: str) -> TrainConfig:
+        return TrainConfig(
+            task="classification",
+            train_file=[str(data)],
+            output=str(tmp_path / out),
+            max_steps=12,
+            batch_size=8,
+            save_steps=4,
+            learning_rate=5e-3,
+            max_length=32,
+            report_to=["none"],
+        )
+
+    class StopAt8(TrainerCallback):  # an interruption after the step-8 checkpoint
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN003, ANN201
+            if state.global_step == 8:
+                control.should_training_stop = True
+
+    whole = train(cfg("whole"), echo=lambda s: None).monitor["steps"]
+    train(cfg("cut"), echo=lambda s: None, extra_callbacks=[StopAt8()])
+    rest = train(cfg("cut"), echo=lambda s: None, resume=True).monitor["steps"]
+    assert [s["step"] for s in rest] == [9, 10, 11, 12]
+    assert [s["ids"] for s in rest] == [s["ids"] for s in whole[8:]]

@@ -209,7 +209,14 @@ class MonitorCore:
         """Feed one step's logs; returns "stop" when the run must stop."""
         loss = logs.get("loss")
         grad = logs.get("grad_norm")
-        self.history.append({"step": step, "loss": loss, "grad_norm": grad})
+        self.history.append(
+            {
+                "step": step,
+                "loss": loss,
+                "grad_norm": grad,
+                "ids": [rid for rid, _ in self.step_examples],
+            }
+        )
         action = None
         if loss is not None:
             self.final["train_loss"] = loss
