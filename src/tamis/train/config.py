@@ -43,6 +43,7 @@ class TrainConfig:
     eval_steps: int = 50
     save_steps: int = 50
     # monitoring
+    monitor: bool = True  # False: no TamisMonitor callback (for measuring its overhead)
     on_spike: str = "warn"  # warn, skip, stop
     spike_z: float = 6.0
     overfit_patience: int = 3

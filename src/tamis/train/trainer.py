@@ -311,8 +311,8 @@ def _fit(
         args=args,
         train_dataset=ListDataset([e.feature() for e in train_ex]),
         eval_dataset=ListDataset([e.feature() for e in eval_ex]) if has_eval else None,
-        data_collator=tracker,
-        callbacks=[monitor_callback(core), *extra_callbacks],
+        data_collator=tracker if cfg.monitor else collate,
+        callbacks=[monitor_callback(core)] * cfg.monitor + extra_callbacks,
         compute_metrics=compute_metrics,
     )
     from transformers.trainer_callback import PrinterCallback
