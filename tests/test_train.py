@@ -262,3 +262,43 @@ def test_resume_after_an_interruption_continues_with_the_same_data_order(tmp_pat
     rest = train(cfg("cut"), echo=lambda s: None, resume=True).monitor["steps"]
     assert [s["step"] for s in rest] == [9, 10, 11, 12]
     assert [s["ids"] for s in rest] == [s["ids"] for s in whole[8:]]
+
+
+def test_phases_run_as_one_log_in_curriculum_order(tmp_path: Path) -> None:
+    """General data first, then the task data from short to long questions by a curation signal."""
+    import yaml
+
+    from tamis.pipeline.runner import clean
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    data = _b77(tmp_path, n_per_class=10)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "h", "ops": [{"heuristics": {}}]}))
+    clean(str(data), str(tmp_path / "cleaned"), str(recipe))
+    signals = str(tmp_path / "cleaned" / "signals.parquet")
+    cfg = TrainConfig(
+        task="classification",
+        train_file=[str(data)],
+        output=str(tmp_path / "run"),
+        batch_size=4,
+        learning_rate=5e-3,
+        max_length=32,
+        report_to=["none"],
+        phases=[
+            {"name": "general", "max_steps": 3},
+            {
+                "name": "easy-to-hard",
+                "max_steps": 4,
+                "learning_rate": 1e-3,
+                "order_by": {"signals": signals, "column": "heuristics.chars_prompt"},
+            },
+        ],
+    )
+    res = train(cfg, echo=lambda s: None)
+    steps = res.monitor["steps"]
+    assert [s["step"] for s in steps] == list(range(1, 8))  # one log across both phases
+    rows = {json.loads(x)["id"]: json.loads(x)["text"] for x in data.read_text().splitlines()}
+    lengths = [len(rows[i]) for s in steps[3:] for i in s["ids"]]
+    assert lengths == sorted(lengths)  # the second phase runs short questions first
+    assert (tmp_path / "run" / "checkpoints" / "phase-2-easy-to-hard").is_dir()

@@ -42,6 +42,8 @@ class TrainConfig:
     dropout: float | None = None  # model dropout override (regularisation)
     eval_steps: int = 50
     save_steps: int = 50
+    # phases: [{name, train_file?, epochs?|max_steps?, learning_rate?, order_by?}], run in order
+    phases: list[dict[str, Any]] = field(default_factory=list)
     # monitoring
     monitor: bool = True  # False: no TamisMonitor callback (for measuring its overhead)
     on_spike: str = "warn"  # warn, skip, stop

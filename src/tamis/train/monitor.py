@@ -197,6 +197,8 @@ class MonitorCore:
         self.step_examples: list[tuple[Any, str]] = []
         self.history: list[dict[str, float]] = []  # per logged step: step, loss, grad_norm
         self.since_eval: list[float] = []  # train losses since the last evaluation
+        self.step_offset = 0  # steps of earlier phases: one run, one log
+        self.stopped = False  # a stop was asked (NaN, spike with on_spike stop, overfitting)
 
     def begin_step(self) -> None:
         return None
@@ -323,6 +325,10 @@ def monitor_callback(core: MonitorCore) -> Any:
         def __init__(self) -> None:
             self.core = core
 
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.core.collator is not None:  # batches a previous phase built but never ran
+                self.core.collator.batches.clear()
+
         def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.core.begin_step()
 
@@ -333,10 +339,13 @@ def monitor_callback(core: MonitorCore) -> Any:
             self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
         ) -> None:
             logs = logs or {}
-            if "loss" in logs and self.core.on_train_log(state.global_step, logs) == "stop":
+            step = state.global_step + self.core.step_offset
+            if "loss" in logs and self.core.on_train_log(step, logs) == "stop":
                 control.should_training_stop = True
-            if "eval_loss" in logs and self.core.on_eval(state.global_step, logs) == "stop":
+                self.core.stopped = True
+            if "eval_loss" in logs and self.core.on_eval(step, logs) == "stop":
                 control.should_training_stop = True
+                self.core.stopped = True
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.core.write_summary()

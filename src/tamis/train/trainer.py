@@ -274,59 +274,70 @@ def _fit(
     tracker.active = lambda: bool(model.training)
     has_eval = bool(eval_ex)
     cuda = torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=os.path.join(cfg.output, "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        weight_decay=cfg.weight_decay,
-        logging_steps=1,
-        train_sampling_strategy="random" if cfg.shuffle else "sequential",
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=cfg.eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.eval_steps if has_eval else cfg.save_steps,
-        save_total_limit=3,
-        load_best_model_at_end=has_eval,
-        metric_for_best_model="eval_loss" if has_eval else None,
-        greater_is_better=False if has_eval else None,
-        report_to=[r for r in cfg.report_to if r != "none"],
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        remove_unused_columns=False,
-        use_cpu=not cuda,
-        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
     compute_metrics = _classification_metrics if cfg.task == "classification" else None
-    os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(cfg.output, "logs")
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=ListDataset([e.feature() for e in train_ex]),
-        eval_dataset=ListDataset([e.feature() for e in eval_ex]) if has_eval else None,
-        data_collator=tracker if cfg.monitor else collate,
-        callbacks=[monitor_callback(core)] * cfg.monitor + extra_callbacks,
-        compute_metrics=compute_metrics,
-    )
-    from transformers.trainer_callback import PrinterCallback
+    phases = _phases(cfg, train_ex, tok, label_ids)
+    metrics: dict[str, Any] = {}
+    trainer = None
+    for n, (name, examples, over) in enumerate(phases):
+        sub = "" if len(phases) == 1 else f"phase-{n + 1}-{name}"
+        args = TrainingArguments(
+            output_dir=os.path.join(cfg.output, "checkpoints", sub),
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            learning_rate=over.get("learning_rate", cfg.learning_rate),
+            lr_scheduler_type=cfg.scheduler,
+            warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio
+            num_train_epochs=over.get("epochs", cfg.epochs),
+            max_steps=over.get("max_steps", cfg.max_steps),
+            weight_decay=cfg.weight_decay,
+            logging_steps=1,
+            train_sampling_strategy="random" if over.get("shuffle", cfg.shuffle) else "sequential",
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=cfg.eval_steps,
+            save_strategy="steps",
+            save_steps=cfg.eval_steps if has_eval else cfg.save_steps,
+            save_total_limit=3,
+            load_best_model_at_end=has_eval,
+            metric_for_best_model="eval_loss" if has_eval else None,
+            greater_is_better=False if has_eval else None,
+            report_to=[r for r in cfg.report_to if r != "none"],
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            remove_unused_columns=False,
+            use_cpu=not cuda,
+            bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
+        os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(cfg.output, "logs", sub)
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=ListDataset([e.feature() for e in examples]),
+            eval_dataset=ListDataset([e.feature() for e in eval_ex]) if has_eval else None,
+            data_collator=tracker if cfg.monitor else collate,
+            callbacks=[monitor_callback(core)] * cfg.monitor + extra_callbacks,
+            compute_metrics=compute_metrics,
+        )
+        from transformers.trainer_callback import PrinterCallback
 
-    trainer.remove_callback(PrinterCallback)  # the monitor reports; no raw dicts on stdout
-    ckpt = None
-    if resume:
-        from transformers.trainer_utils import get_last_checkpoint
+        trainer.remove_callback(PrinterCallback)  # the monitor reports; no raw dicts on stdout
+        ckpt = None
+        if resume:
+            from transformers.trainer_utils import get_last_checkpoint
 
-        ckpt = get_last_checkpoint(args.output_dir)
-        if ckpt is None:
-            echo("no checkpoint to resume from: starting from the beginning")
-    out = trainer.train(resume_from_checkpoint=ckpt)
-    metrics = dict(out.metrics)
+            ckpt = get_last_checkpoint(args.output_dir)
+            if ckpt is None:
+                echo("no checkpoint to resume from: starting from the beginning")
+        if len(phases) > 1:
+            echo(f"phase {n + 1}/{len(phases)}: {name} ({len(examples)} examples)")
+        out = trainer.train(resume_from_checkpoint=ckpt)
+        metrics = dict(out.metrics)
+        core.step_offset += trainer.state.global_step  # one run, one log: steps continue
+        if core.stopped:
+            break
+    assert trainer is not None
     if has_eval:
         metrics.update(trainer.evaluate())
     final_dir = os.path.join(cfg.output, "adapter" if cfg.lora else "model")
@@ -349,6 +360,56 @@ def _fit(
     with open(os.path.join(cfg.output, "run.json"), "w", encoding="utf-8") as fh:
         json.dump(run, fh, indent=2, default=str)
     return TrainResult(cfg.output, pre, metrics, core.summary())
+
+
+def _phases(
+    cfg: TrainConfig, train_ex: list[Example], tok: Any, label_ids: dict[str, int]
+) -> list[tuple[str, list[Example], dict[str, Any]]]:
+    """(name, examples, overrides) per phase; one phase of everything when none are set.
+
+    A phase may name its own `train_file`, `epochs` / `max_steps` and `learning_rate`, and
+    `order_by: {signals: OUT/signals.parquet, column: op.signal, descending: false}` to run its
+    examples in the order of a curation signal (easy to hard), without shuffling.
+    """
+    if not cfg.phases:
+        return [("all", train_ex, {})]
+    out = []
+    for i, ph in enumerate(cfg.phases):
+        ph = dict(ph)
+        name = str(ph.pop("name", f"phase{i + 1}"))
+        examples = train_ex
+        if ph.get("train_file"):
+            files = ph.pop("train_file")
+            records = _read([files] if isinstance(files, str) else list(files), cfg)
+            if cfg.task == "sft":
+                examples = [sft_example(r, tok, cfg.max_length) for r in records]
+            else:
+                examples = [
+                    classification_example(r, tok, label_ids, cfg.max_length)
+                    for r in records
+                    if str(r.label) in label_ids
+                ]
+            examples = [e for e in examples if e.trained_tokens > 0]
+        order = ph.pop("order_by", None)
+        if order:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(order["signals"], columns=["id", order["column"]]).to_pylist()
+            value = {row["id"]: row[order["column"]] for row in table}
+            missing = float("inf")
+            examples = sorted(
+                examples,
+                key=lambda e: value.get(str(e.id)) if value.get(str(e.id)) is not None else missing,
+                reverse=bool(order.get("descending", False)),
+            )
+            ph["shuffle"] = False
+        unknown = set(ph) - {"epochs", "max_steps", "learning_rate", "shuffle"}
+        if unknown:
+            raise TamisError(f"phase {name!r}: unknown keys {sorted(unknown)}")
+        if not examples:
+            raise TamisError(f"phase {name!r} has no examples")
+        out.append((name, examples, ph))
+    return out
 
 
 def _load_model(cfg: TrainConfig, path: str, label_ids: dict[str, int]) -> Any:
