@@ -302,3 +302,37 @@ def test_phases_run_as_one_log_in_curriculum_order(tmp_path: Path) -> None:
     lengths = [len(rows[i]) for s in steps[3:] for i in s["ids"]]
     assert lengths == sorted(lengths)  # the second phase runs short questions first
     assert (tmp_path / "run" / "checkpoints" / "phase-2-easy-to-hard").is_dir()
+
+
+def test_on_spike_skip_drops_the_update_of_the_bad_batch(tmp_path: Path) -> None:
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    with open(DATA / "banking77" / "train.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    two = ("card_arrival", "exchange_rate")
+    picked = [r for r in rows if r["category"] == two[0]][:100]
+    picked += [r for r in rows if r["category"] == two[1]][:100]
+    random.Random(0).shuffle(picked)
+    picked = [{"id": f"r{i}", **r} for i, r in enumerate(picked)]
+    for i in range(160, 168):
+        picked[i]["id"] = f"flipped{i}"
+        picked[i]["category"] = two[1] if picked[i]["category"] == two[0] else two[0]
+    data = tmp_path / "two.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    cfg = TrainConfig(
+        task="classification",
+        train_file=[str(data)],
+        output=str(tmp_path / "run"),
+        max_steps=22,
+        batch_size=8,
+        learning_rate=5e-3,
+        max_length=48,
+        shuffle=False,
+        on_spike="skip",
+        report_to=["none"],
+    )
+    res = train(cfg, echo=lambda s: None)
+    skipped = [a for a in res.monitor["alerts"] if a["values"].get("skipped")]
+    assert [a["step"] for a in skipped] == [21]
+    assert {e["id"] for e in skipped[0]["examples"]} == {f"flipped{i}" for i in range(160, 168)}

@@ -39,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     shuffle: bool = True  # False: input order (curricula, reproducing a known batch)
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
     dropout: float | None = None  # model dropout override (regularisation)
     eval_steps: int = 50
     save_steps: int = 50

@@ -176,6 +176,7 @@ class MonitorCore:
         collator: IdTrackingCollator | None = None,
         echo: Callable[[str], None] | None = None,
         grad_accum: int = 1,
+        max_grad_norm: float = 1.0,
     ):
         if on_spike not in ("warn", "skip", "stop"):
             raise ValueError("on_spike must be warn, skip or stop")
@@ -189,6 +190,7 @@ class MonitorCore:
         self.webhook = webhook
         self.collator = collator
         self.grad_accum = grad_accum
+        self.max_grad_norm = max_grad_norm
         self.echo = echo or (lambda s: None)
         self.alerts: list[Alert] = []
         self.last_train_loss: float | None = None
@@ -199,6 +201,7 @@ class MonitorCore:
         self.since_eval: list[float] = []  # train losses since the last evaluation
         self.step_offset = 0  # steps of earlier phases: one run, one log
         self.stopped = False  # a stop was asked (NaN, spike with on_spike stop, overfitting)
+        self.skipped: set[int] = set()  # steps whose update was skipped (on_spike: skip)
 
     def begin_step(self) -> None:
         return None
@@ -206,6 +209,22 @@ class MonitorCore:
     def end_step(self) -> None:
         if self.collator is not None:
             self.step_examples = self.collator.take(self.grad_accum)
+
+    def before_update(self, step: int, grad_norm: float) -> bool:
+        """With `on_spike: skip`: True when this step's gradient norm is a spike, so that the
+        caller drops the gradients and the optimiser leaves the weights as they were."""
+        if self.on_spike != "skip" or not math.isfinite(grad_norm):
+            return False
+        if self.grad_spikes.update(grad_norm):
+            self.skipped.add(step)
+            self.alert(
+                "grad_spike",
+                step,
+                f"gradient norm {grad_norm:.4f} far above its recent median: update skipped",
+                {"grad_norm": grad_norm, "skipped": 1.0},
+            )
+            return True
+        return False
 
     def on_train_log(self, step: int, logs: dict[str, float]) -> str | None:
         """Feed one step's logs; returns "stop" when the run must stop."""
@@ -236,6 +255,8 @@ class MonitorCore:
                     {"loss": loss, "z": round(self.loss_spikes.score(loss), 2)},
                 )
                 action = self.on_spike
+        if self.on_spike == "skip":
+            grad = None  # judged before the update, in before_update
         if grad is not None and math.isfinite(grad) and self.grad_spikes.update(grad):
             self.alert(
                 "grad_spike",
@@ -332,8 +353,27 @@ def monitor_callback(core: MonitorCore) -> Any:
         def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.core.begin_step()
 
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.core.on_spike != "skip" or kw.get("model") is None:
+                return
+            import torch
+
+            params = [p for p in kw["model"].parameters() if p.grad is not None]
+            if not params:
+                return
+            # the trainer's own clipping is off with on_spike: skip (see trainer.py), so this is
+            # the raw norm; clip here, after deciding
+            norm = float(torch.norm(torch.stack([p.grad.detach().norm(2) for p in params]), 2))
+            self.core.end_step()  # this step's examples, for the alert
+            if self.core.before_update(state.global_step + 1 + self.core.step_offset, norm):
+                for p in params:
+                    p.grad = None  # the optimiser skips parameters without gradients
+            elif self.core.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, self.core.max_grad_norm)
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.core.end_step()
+            if self.core.on_spike != "skip":
+                self.core.end_step()
 
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any

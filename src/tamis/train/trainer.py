@@ -270,6 +270,7 @@ def _fit(
         collator=tracker,
         echo=echo,
         grad_accum=cfg.grad_accum,
+        max_grad_norm=cfg.max_grad_norm,
     )
     tracker.active = lambda: bool(model.training)
     has_eval = bool(eval_ex)
@@ -291,6 +292,9 @@ def _fit(
             num_train_epochs=over.get("epochs", cfg.epochs),
             max_steps=over.get("max_steps", cfg.max_steps),
             weight_decay=cfg.weight_decay,
+            # with on_spike: skip the monitor clips, after judging the raw gradient norm
+            max_grad_norm=0.0 if (cfg.monitor and cfg.on_spike == "skip") else cfg.max_grad_norm,
+            logging_nan_inf_filter=False,  # a NaN loss must reach the monitor, not be averaged
             logging_steps=1,
             train_sampling_strategy="random" if over.get("shuffle", cfg.shuffle) else "sequential",
             eval_strategy="steps" if has_eval else "no",
