@@ -69,6 +69,25 @@ def _b77(tmp: Path, n_per_class: int = 30, scramble: list[int] | None = None) ->
     return out
 
 
+def _flipped_batch(tmp: Path) -> tuple[Path, list[int]]:
+    """200 real questions of two intents in a fixed order; the 8 at rows 160-167 (the batch of
+    step 21 at batch size 8, in input order) have their labels flipped."""
+    with open(DATA / "banking77" / "train.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    two = ("card_arrival", "exchange_rate")
+    picked = [r for r in rows if r["category"] == two[0]][:100]
+    picked += [r for r in rows if r["category"] == two[1]][:100]
+    random.Random(0).shuffle(picked)
+    picked = [{"id": f"r{i}", **r} for i, r in enumerate(picked)]
+    bad = list(range(160, 168))
+    for i in bad:
+        picked[i]["id"] = f"flipped{i}"
+        picked[i]["category"] = two[1] if picked[i]["category"] == two[0] else two[0]
+    data = tmp / "two.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    return data, bad
+
+
 def test_minilm_classification_trains_and_reports_accuracy(tmp_path: Path) -> None:
     from tamis.train import TrainConfig
     from tamis.train.trainer import train
@@ -100,19 +119,7 @@ def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path) -> None
     from tamis.train import TrainConfig
     from tamis.train.trainer import train
 
-    with open(DATA / "banking77" / "train.csv", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    two = ("card_arrival", "exchange_rate")
-    picked = [r for r in rows if r["category"] == two[0]][:100]
-    picked += [r for r in rows if r["category"] == two[1]][:100]
-    random.Random(0).shuffle(picked)
-    picked = [{"id": f"r{i}", **r} for i, r in enumerate(picked)]
-    bad = list(range(160, 168))  # step 21 with batch 8, in input order
-    for i in bad:
-        picked[i]["id"] = f"flipped{i}"
-        picked[i]["category"] = two[1] if picked[i]["category"] == two[0] else two[0]
-    data = tmp_path / "two.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    data, bad = _flipped_batch(tmp_path)
     cfg = TrainConfig(
         task="classification",
         train_file=[str(data)],
@@ -308,18 +315,7 @@ def test_on_spike_skip_drops_the_update_of_the_bad_batch(tmp_path: Path) -> None
     from tamis.train import TrainConfig
     from tamis.train.trainer import train
 
-    with open(DATA / "banking77" / "train.csv", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    two = ("card_arrival", "exchange_rate")
-    picked = [r for r in rows if r["category"] == two[0]][:100]
-    picked += [r for r in rows if r["category"] == two[1]][:100]
-    random.Random(0).shuffle(picked)
-    picked = [{"id": f"r{i}", **r} for i, r in enumerate(picked)]
-    for i in range(160, 168):
-        picked[i]["id"] = f"flipped{i}"
-        picked[i]["category"] = two[1] if picked[i]["category"] == two[0] else two[0]
-    data = tmp_path / "two.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    data, bad = _flipped_batch(tmp_path)
     cfg = TrainConfig(
         task="classification",
         train_file=[str(data)],
@@ -335,4 +331,4 @@ def test_on_spike_skip_drops_the_update_of_the_bad_batch(tmp_path: Path) -> None
     res = train(cfg, echo=lambda s: None)
     skipped = [a for a in res.monitor["alerts"] if a["values"].get("skipped")]
     assert [a["step"] for a in skipped] == [21]
-    assert {e["id"] for e in skipped[0]["examples"]} == {f"flipped{i}" for i in range(160, 168)}
+    assert {e["id"] for e in skipped[0]["examples"]} == {f"flipped{i}" for i in bad}
