@@ -401,3 +401,52 @@ __all__: Sequence[str] = (
     "SpikeDetector",
     "monitor_callback",
 )
+
+
+def progress_callback() -> Any:
+    """A rich progress bar with the current loss, perplexity, gradient norm and learning rate
+    (on a terminal only)."""
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    base = _make_callback_base()
+
+    class TamisProgress(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self.bar: Any = None
+            self.task: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not sys.stderr.isatty():
+                return
+            self.bar = Progress(
+                TextColumn("training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[figures]}"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.task = self.bar.add_task("train", total=state.max_steps or None, figures="")
+            self.bar.start()
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
+        ) -> None:
+            if self.bar is None or not logs or "loss" not in logs:
+                return
+            grad = logs.get("grad_norm", float("nan"))
+            lr = logs.get("learning_rate", 0.0)
+            figures = (
+                f"loss {logs['loss']:.4f} · ppl {_ppl(logs['loss']):.2f} · "
+                f"grad {grad:.3f} · lr {lr:.2e}"
+            )
+            self.bar.update(self.task, completed=state.global_step, figures=figures)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+
+    return TamisProgress()
