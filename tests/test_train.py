@@ -109,7 +109,9 @@ def test_minilm_classification_trains_and_reports_accuracy(tmp_path: Path) -> No
     assert run["metrics"]["eval_accuracy"] > 0.5  # 4 classes: chance is 0.25
     assert "eval_macro_f1" in run["metrics"]
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
-    assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))  # TensorBoard
+    events = list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))  # TensorBoard
+    assert events and b"perplexity" in events[0].read_bytes()
+    assert (tmp_path / "run" / "train.yaml").exists()
     steps = res.monitor["steps"]
     assert steps[-1]["loss"] < steps[0]["loss"]
 
@@ -160,11 +162,19 @@ def test_dry_run_shows_the_loss_mask_and_preflight(tmp_path: Path, gsm16: Path) 
     assert pre["examples"] == 16 and pre["eos_trained"] is True
     assert 0 < pre["truncated_answers"]["count"] < 16  # 160 tokens cut the longer answers
     assert set(pre["tokens_per_role"]) >= {"user", "assistant"}
-    # an empty training set is refused with exit 2
+    # refused with exit 2: an empty training set, every answer cut, eval labels training lacks
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     bad = CliRunner().invoke(app, ["train", "--train-file", str(empty), "--dry-run"])
     assert bad.exit_code == 2
+    cut = CliRunner().invoke(app, [*args, "--max-length", "24"])
+    assert cut.exit_code == 2 and "max_length" in cut.output
+    tr, ev = tmp_path / "tr.jsonl", tmp_path / "ev.jsonl"
+    tr.write_text('{"text": "where is my card", "label": "card_arrival"}\n')
+    ev.write_text('{"text": "what rate do you use", "label": "exchange_rate"}\n')
+    cls = ["train", "--task", "classification", "--train-file", str(tr), "--eval-file", str(ev)]
+    mismatch = CliRunner().invoke(app, [*cls, "-o", str(tmp_path / "c"), "--dry-run"])
+    assert mismatch.exit_code == 2 and "exchange_rate" in mismatch.output
 
 
 def test_smollm2_lora_loss_goes_down_and_adapter_reloads(tmp_path: Path, gsm16: Path) -> None:

@@ -378,7 +378,12 @@ def monitor_callback(core: MonitorCore) -> Any:
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
         ) -> None:
-            logs = logs or {}
+            logs = logs if logs is not None else {}
+            # perplexity next to each loss; the trainer puts this callback before the loggers
+            if isinstance(logs.get("loss"), int | float):
+                logs["perplexity"] = _ppl(logs["loss"])
+            if isinstance(logs.get("eval_loss"), int | float):
+                logs["eval_perplexity"] = _ppl(logs["eval_loss"])
             step = state.global_step + self.core.step_offset
             if "loss" in logs and self.core.on_train_log(step, logs) == "stop":
                 control.should_training_stop = True

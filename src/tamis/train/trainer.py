@@ -327,6 +327,7 @@ def _fit(
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the monitor reports; no raw dicts on stdout
+        _loggers_after_monitor(trainer)
         ckpt = None
         if resume:
             from transformers.trainer_utils import get_last_checkpoint
@@ -361,9 +362,31 @@ def _fit(
         "alerts": len(core.alerts),
         "saved": final_dir,
     }
+    with open(os.path.join(cfg.output, "train.yaml"), "w", encoding="utf-8") as fh:
+        import yaml
+
+        yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
     with open(os.path.join(cfg.output, "run.json"), "w", encoding="utf-8") as fh:
         json.dump(run, fh, indent=2, default=str)
     return TrainResult(cfg.output, pre, metrics, core.summary())
+
+
+def _loggers_after_monitor(trainer: Any) -> None:
+    """Move reporting callbacks (TensorBoard, MLflow, W&B) after the monitor, so that the
+    perplexity it adds to each log reaches them."""
+    handler = trainer.callback_handler
+    names = {"TamisMonitor"}
+    monitors = [c for c in handler.callbacks if type(c).__name__ in names]
+    if not monitors:
+        return
+    loggers = [
+        c
+        for c in handler.callbacks
+        if type(c).__name__ in ("TensorBoardCallback", "MLflowCallback", "WandbCallback")
+    ]
+    for c in loggers:
+        handler.callbacks.remove(c)
+        handler.callbacks.append(c)
 
 
 def _phases(
