@@ -342,3 +342,50 @@ def test_on_spike_skip_drops_the_update_of_the_bad_batch(tmp_path: Path) -> None
     skipped = [a for a in res.monitor["alerts"] if a["values"].get("skipped")]
     assert [a["step"] for a in skipped] == [21]
     assert {e["id"] for e in skipped[0]["examples"]} == {f"flipped{i}" for i in bad}
+
+
+def test_kill_minus_nine_then_resume_keeps_the_data_order(tmp_path: Path) -> None:
+    """A real kill (SIGKILL) of `tamis train` after a checkpoint; --resume goes on from it and
+    every later step sees the same examples as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    data = _b77(tmp_path, n_per_class=40)
+    common = dict(
+        task="classification",
+        train_file=[str(data)],
+        max_steps=60,
+        batch_size=8,
+        save_steps=4,
+        learning_rate=5e-3,
+        max_length=32,
+        report_to=["none"],
+    )
+    whole = train(TrainConfig(output=str(tmp_path / "whole"), **common), echo=lambda s: None)
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "tamis.cli.main", "train", "--task", "classification"]
+    cmd += ["--train-file", str(data), "-o", str(run), "--max-steps", "60", "--batch-size", "8"]
+    cmd += ["--learning-rate", "5e-3", "--max-length", "32", "--set", "save_steps=4"]
+    cmd += ["--set", "report_to=[none]"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "checkpoint-12").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "run.json").exists()  # it really died before the end
+    # a checkpoint the kill cut short (no trainer state yet) is not resumed from
+    done = sorted(
+        int(p.parent.name.split("-")[1])
+        for p in (run / "checkpoints").glob("checkpoint-*/trainer_state.json")
+    )
+    rest = train(TrainConfig(output=str(run), **common), echo=lambda s: None, resume=True)
+    steps = rest.monitor["steps"]
+    assert steps[0]["step"] == max(done) + 1 and steps[-1]["step"] == 60
+    assert [s["ids"] for s in steps] == [s["ids"] for s in whole.monitor["steps"][max(done) :]]

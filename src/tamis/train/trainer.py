@@ -330,9 +330,7 @@ def _fit(
         _loggers_after_monitor(trainer)
         ckpt = None
         if resume:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            ckpt = get_last_checkpoint(args.output_dir)
+            ckpt = _last_complete_checkpoint(args.output_dir)
             if ckpt is None:
                 echo("no checkpoint to resume from: starting from the beginning")
         if len(phases) > 1:
@@ -369,6 +367,20 @@ def _fit(
     with open(os.path.join(cfg.output, "run.json"), "w", encoding="utf-8") as fh:
         json.dump(run, fh, indent=2, default=str)
     return TrainResult(cfg.output, pre, metrics, core.summary())
+
+
+def _last_complete_checkpoint(folder: str) -> str | None:
+    """The newest checkpoint that was written to the end (a kill can leave a half-written one:
+    the trainer state is saved last)."""
+    if not os.path.isdir(folder):
+        return None
+    found = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        complete = os.path.exists(os.path.join(path, "trainer_state.json"))
+        if name.startswith("checkpoint-") and name[11:].isdigit() and complete:
+            found.append((int(name[11:]), path))
+    return max(found)[1] if found else None
 
 
 def _loggers_after_monitor(trainer: Any) -> None:
