@@ -235,3 +235,22 @@ def test_semantic_search_by_hnsw_matches_exact(b77) -> None:
     ann_idx, ann_sim = knn(emb, 5, exact_limit=10)
     assert (exact_idx[:, 0] == ann_idx[:, 0]).mean() > 0.95  # the nearest neighbour agrees
     assert np.allclose(exact_sim[:, 0], ann_sim[:, 0], atol=1e-3)
+
+
+def test_split_and_label_issues_keep_unreadable_rows(tmp_path: Path, b77) -> None:
+    """Nothing lost: a broken row goes to quarantine with its line; an unlabelled one is counted."""
+    lines = [json.dumps({"id": f"r{i}", **r}) for i, r in enumerate(b77[:300])]
+    lines[10] = lines[10][:-3]  # malformed JSON on line 11
+    lines[20] = json.dumps({"id": "nolabel", "text": "where is my card"})
+    src = tmp_path / "d.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    res = split(str(src), str(tmp_path / "s"), [0.8, 0.2], seed=0)
+    quarantined = [
+        json.loads(x) for x in (tmp_path / "s/quarantine.jsonl").read_text().splitlines()
+    ]
+    assert [q["line"] for q in quarantined] == [11]
+    assert sum(s["records"] for s in res.report["splits"].values()) + len(quarantined) == 300
+    from tamis.ops.labels import label_issues_report
+
+    rep = label_issues_report(str(src), str(tmp_path / "li"))
+    assert rep["unreadable"] == 1 and rep["unlabelled"] == 1 and rep["records"] == 298

@@ -41,11 +41,9 @@ def test_monitor_writes_alerts_with_the_step_examples(tmp_path: Path) -> None:
     tracker = IdTrackingCollator(lambda feats: feats)
     core = MonitorCore(str(tmp_path), collator=tracker)
     for step in range(1, 21):
-        core.begin_step()
         tracker([{"tamis_id": f"r{step}", "tamis_text": "ok"}])
         core.end_step()
         assert core.on_train_log(step, {"loss": 1.0 + 0.01 * (step % 3), "grad_norm": 1.0}) is None
-    core.begin_step()
     tracker([{"tamis_id": "bad1", "tamis_text": "zzz"}, {"tamis_id": "bad2", "tamis_text": "qqq"}])
     core.end_step()
     core.on_train_log(21, {"loss": 9.0, "grad_norm": 1.0})
@@ -116,8 +114,13 @@ def test_minilm_classification_trains_and_reports_accuracy(tmp_path: Path) -> No
     assert steps[-1]["loss"] < steps[0]["loss"]
 
 
-def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path) -> None:
-    """Input order, batch 8: the batch of step 21 holds 8 real questions with flipped labels."""
+@pytest.mark.parametrize("on_spike", ["warn", "skip"])
+def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path, on_spike: str) -> None:
+    """Input order, batch 8: the batch of step 21 holds 8 real questions with flipped labels.
+
+    warn: a loss spike at step 21 naming exactly those ids; skip: the raw gradient norm of that
+    step is judged before the update, which is dropped, and the alert names the same ids.
+    """
     from tamis.train import TrainConfig
     from tamis.train.trainer import train
 
@@ -131,13 +134,17 @@ def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path) -> None
         learning_rate=5e-3,
         max_length=48,
         shuffle=False,
+        on_spike=on_spike,
         report_to=["none"],
     )
     train(cfg, echo=lambda s: None)
     alerts = [json.loads(x) for x in (tmp_path / "run" / "alerts.jsonl").read_text().splitlines()]
-    loss_alerts = [a for a in alerts if a["kind"] == "loss_spike"]
-    assert [a["step"] for a in loss_alerts] == [21]
-    assert {e["id"] for e in loss_alerts[0]["examples"]} == {f"flipped{i}" for i in bad}
+    if on_spike == "warn":
+        found = [a for a in alerts if a["kind"] == "loss_spike"]
+    else:
+        found = [a for a in alerts if a["values"].get("skipped")]
+    assert [a["step"] for a in found] == [21]
+    assert {e["id"] for e in found[0]["examples"]} == {f"flipped{i}" for i in bad}
 
 
 @pytest.fixture(scope="module")
@@ -319,29 +326,6 @@ def test_phases_run_as_one_log_in_curriculum_order(tmp_path: Path) -> None:
     lengths = [len(rows[i]) for s in steps[3:] for i in s["ids"]]
     assert lengths == sorted(lengths)  # the second phase runs short questions first
     assert (tmp_path / "run" / "checkpoints" / "phase-2-easy-to-hard").is_dir()
-
-
-def test_on_spike_skip_drops_the_update_of_the_bad_batch(tmp_path: Path) -> None:
-    from tamis.train import TrainConfig
-    from tamis.train.trainer import train
-
-    data, bad = _flipped_batch(tmp_path)
-    cfg = TrainConfig(
-        task="classification",
-        train_file=[str(data)],
-        output=str(tmp_path / "run"),
-        max_steps=22,
-        batch_size=8,
-        learning_rate=5e-3,
-        max_length=48,
-        shuffle=False,
-        on_spike="skip",
-        report_to=["none"],
-    )
-    res = train(cfg, echo=lambda s: None)
-    skipped = [a for a in res.monitor["alerts"] if a["values"].get("skipped")]
-    assert [a["step"] for a in skipped] == [21]
-    assert {e["id"] for e in skipped[0]["examples"]} == {f"flipped{i}" for i in bad}
 
 
 def test_kill_minus_nine_then_resume_keeps_the_data_order(tmp_path: Path) -> None:

@@ -228,7 +228,8 @@ def label_issues_report(
         format=format,
         fields=FieldMap(label_field=label_field, text_field=text_field),
     )
-    records = [r for r in reader if r.label is not None]
+    everything = list(reader)
+    records = [r for r in everything if r.label is not None]
     if not records:
         raise TamisError(
             f"no record has a label{f' in field {label_field!r}' if label_field else ''}; "
@@ -250,7 +251,9 @@ def label_issues_report(
             fh.write(dumps(row) + "\n")
     report = {
         "records": len(records),
-        "unlabelled": len(reader.quarantined),
+        "unlabelled": len(everything) - len(records),  # not scored: no label to check
+        "unreadable": len(reader.quarantined),  # rows that are not records (file and line)
+        "unreadable_rows": [q.to_json() for q in reader.quarantined[:20]],
         "flagged": int(res.flagged.sum()),
         "method": "MiniLM embeddings, logistic regression (C=10), "
         f"{folds}-fold out-of-sample probabilities, cleanlab find_label_issues(filter_by='both'), "

@@ -1,7 +1,8 @@
 """`relevance`: how close each record is to the target domain, by embedding similarity.
 
-The domain is given by `reference`: a data file of a few good examples (any supported format), or
-a description (`.md` / plain `.txt`, one paragraph per idea). A record's score is its highest
+The domain is given by `reference`: a data file of a few good examples (any supported format; a
+`.txt` file is one example per line), or a description in Markdown (`.md`, one paragraph per
+idea). A record's score is its highest
 cosine similarity to a reference text (MiniLM, cached by content); below `threshold` it is
 off-domain. The score is kept in signals.parquet, so the threshold can be tuned without
 recomputing.

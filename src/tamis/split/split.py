@@ -177,6 +177,11 @@ def split(
         c["b_records_leaked"].get("exact", 0) + c["b_records_leaked"].get("near", 0) for c in checks
     )
     n_groups = len(set(groups.tolist()))
+    # rows that could not be read as records are kept too, with their file, line and error
+    files["quarantine"] = os.path.join(out, "quarantine.jsonl")
+    with open(files["quarantine"], "w", encoding="utf-8") as fh:
+        for q in reader.quarantined:
+            fh.write(json.dumps(q.to_json(), ensure_ascii=False) + "\n")
     report = {
         "records": len(records),
         "quarantined": len(reader.quarantined),

@@ -203,9 +203,6 @@ class MonitorCore:
         self.stopped = False  # a stop was asked (NaN, spike with on_spike stop, overfitting)
         self.skipped: set[int] = set()  # steps whose update was skipped (on_spike: skip)
 
-    def begin_step(self) -> None:
-        return None
-
     def end_step(self) -> None:
         if self.collator is not None:
             self.step_examples = self.collator.take(self.grad_accum)
@@ -349,9 +346,6 @@ def monitor_callback(core: MonitorCore) -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.core.collator is not None:  # batches a previous phase built but never ran
                 self.core.collator.batches.clear()
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.core.begin_step()
 
         def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.core.on_spike != "skip" or kw.get("model") is None:

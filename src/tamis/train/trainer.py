@@ -197,6 +197,9 @@ def train(
         def make(r: Record) -> Example:
             return classification_example(r, tok, label_ids, cfg.max_length)
 
+        unlabelled = sum(r.label is None for r in train_records)
+        if unlabelled:
+            echo(f"warning: {unlabelled} training records have no label and are left out")
         train_records = [r for r in train_records if r.label is not None]
     else:
 
