@@ -3,9 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= filters,embed,labels,train,dev
+EXTRAS ?= filters,embed,labels,train,eval,report,dev
 
-.PHONY: demo test setup bench clean-out
+.PHONY: demo test setup bench clean-out browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,11 @@ demo: $(STAMP)
 	$(BIN)/tamis clean examples/data/gsm8k_sample.jsonl -o out/demo
 	@echo "Report: out/demo/summary.json · rejected with reasons: out/demo/rejected.jsonl · kept: out/demo/kept.jsonl"
 
-test: $(STAMP)
+# The browser test of the HTML reports needs Debian's Chromium; install it when we may (root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)); } || echo "chromium not installed: the browser test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/python -m pytest

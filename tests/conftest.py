@@ -37,3 +37,21 @@ def gsm_file(tmp_path: Path, gsm8k: list[dict]) -> Path:
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the signal cache out of the home folder during tests."""
     monkeypatch.setenv("TAMIS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+BANKING_INTENTS = ["card_arrival", "exchange_rate", "lost_or_stolen_phone", "age_limit"]
+
+
+def banking_rows(
+    name: str = "train.csv", per_class: int = 40, intents: list[str] | None = None
+) -> list[dict]:
+    """The first `per_class` real banking77 rows of each of a few intents, grouped by intent."""
+    import csv
+
+    with open(DATA / "banking77" / name, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [
+        r
+        for c in intents or BANKING_INTENTS
+        for r in [x for x in rows if x["category"] == c][:per_class]
+    ]

@@ -6,8 +6,10 @@ import typer
 
 from tamis.cli import clean as clean_cmd
 from tamis.cli import convert as convert_cmd
+from tamis.cli import evaluate as eval_cmd
 from tamis.cli import labels as labels_cmd
 from tamis.cli import ops as ops_cmd
+from tamis.cli import profile as profile_cmd
 from tamis.cli import split as split_cmd
 from tamis.cli import train as train_cmd
 
@@ -26,6 +28,10 @@ app.command("label-issues")(labels_cmd.label_issues)
 app.command("split")(split_cmd.split)
 app.command("leakage")(split_cmd.leakage)
 app.command("train")(train_cmd.train)
+app.command("profile")(profile_cmd.profile)
+app.command("eval")(eval_cmd.eval_cmd)
+app.command("experiment")(eval_cmd.experiment)
+app.command("serve")(eval_cmd.serve)
 
 
 def version_callback(value: bool) -> None:

@@ -294,3 +294,94 @@ def edit_words(text: str, rate: float, rng: random.Random, vocab: list[str]) -> 
         else:
             ln[j] = ""
     return "\n".join(" ".join(w for w in ln if w) for ln in lines)
+
+
+# Off-language junk for classification data: there is no non-English real data in
+# ../shared/data, so these few customer questions were written for the purpose (es, de, fr, it).
+OFF_LANGUAGE = [
+    "¿Dónde está mi tarjeta? La pedí hace dos semanas y todavía no ha llegado.",
+    "Quiero saber por qué me cobraron una comisión por retirar dinero del cajero.",
+    "¿Cómo puedo cambiar el PIN de mi tarjeta desde la aplicación?",
+    "Mi transferencia lleva tres días pendiente, ¿qué pasa?",
+    "Wo ist meine Karte? Ich habe sie vor zwei Wochen bestellt.",
+    "Warum wurde mir eine Gebühr für die Überweisung berechnet?",
+    "Wie kann ich mein Konto mit einer Kreditkarte aufladen?",
+    "Meine Zahlung wurde abgelehnt, obwohl genug Geld auf dem Konto ist.",
+    "Où est ma carte ? Je l'ai commandée il y a deux semaines.",
+    "Pourquoi ai-je payé des frais pour ce virement bancaire ?",
+    "Comment puis-je modifier le code PIN de ma carte ?",
+    "Mon paiement par carte a été refusé au supermarché hier soir.",
+    "Dove si trova la mia carta? L'ho ordinata due settimane fa.",
+    "Perché mi è stata addebitata una commissione sul prelievo?",
+    "Il mio bonifico è ancora in sospeso dopo tre giorni.",
+]
+
+JUNK_BOILERPLATE = [
+    "As an AI language model, I cannot help with that request.",
+    "I'm sorry, but I cannot assist with that.",
+    "As an AI, I do not have access to your account information.",
+    "N/A",
+    "...",
+    "-",
+]
+
+
+def corrupt_classification(
+    rows: list[Obj],
+    text: str = "text",
+    label: str = "category",
+    noise: float = 0.2,
+    near_dups: float = 0.1,
+    junk: float = 0.05,
+    seed: int = 0,
+) -> tuple[list[Obj], list[str | None]]:
+    """Real labelled rows made noisy with a fixed seed, with ground truth per output row.
+
+    `noise`: that share of rows get a different label, uniformly at random ("flipped").
+    `near_dups`: that share of extra rows are near-copies of other rows (case, punctuation or a
+    greeting/filler word changed; the copy keeps its source's current label) ("near_duplicate").
+    `junk`: that share of extra rows are empty, off-language or boilerplate, with a random label
+    ("empty", "off_language", "boilerplate"). Rows get ids "r<i>"; the output is shuffled.
+    """
+    rng = random.Random(seed)
+    classes = sorted({str(r[label]) for r in rows})
+    out: list[Obj] = []
+    truth: list[str | None] = []
+    flip = set(rng.sample(range(len(rows)), int(noise * len(rows))))
+    for i, r in enumerate(rows):
+        o = dict(r)
+        t = None
+        if i in flip:
+            o[label] = rng.choice([c for c in classes if c != o[label]])
+            t = "flipped"
+        out.append(o)
+        truth.append(t)
+    fillers = ["Hi, ", "Hello, ", "Please, ", "Hey ", "Quick question: "]
+    for _ in range(int(near_dups * len(rows))):
+        j = rng.randrange(len(rows))
+        src = out[j][text]
+        kind = rng.randrange(3)
+        if kind == 0:
+            new = rng.choice(fillers) + src[:1].lower() + src[1:]
+        elif kind == 1:
+            new = src.rstrip("?.!") + rng.choice([" please?", " thanks!", " asap?"])
+        else:
+            new = src.upper() if rng.random() < 0.3 else src.lower().rstrip("?.!") + "??"
+        out.append({**out[j], text: new})
+        truth.append("near_duplicate")
+    kinds = ["empty", "off_language", "boilerplate"]
+    for k in range(int(junk * len(rows))):
+        kind = kinds[k % 3]
+        value = {
+            "empty": "",
+            "off_language": rng.choice(OFF_LANGUAGE),
+            "boilerplate": rng.choice(JUNK_BOILERPLATE),
+        }[kind]
+        out.append({**rows[0], text: value, label: rng.choice(classes)})
+        truth.append(kind)
+    order = list(range(len(out)))
+    rng.shuffle(order)
+    return (
+        [{"id": f"r{n}", **out[i]} for n, i in enumerate(order)],
+        [truth[i] for i in order],
+    )

@@ -41,6 +41,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     dropout: float | None = None  # model dropout override (regularisation)
+    # classification: "mean" reads the encoder by its mean token state (sentence encoders)
+    pooling: str = "cls"
+    head_learning_rate: float | None = None  # classification head's own learning rate
     eval_steps: int = 50
     save_steps: int = 50
     # phases: [{name, train_file?, epochs?|max_steps?, learning_rate?, order_by?}], run in order
@@ -72,7 +75,17 @@ class TrainConfig:
         for key in ("train_file", "eval_file"):
             if isinstance(data.get(key), str):
                 data[key] = [data[key]]
+        for f in dataclasses.fields(cls):
+            v = data.get(f.name)
+            # YAML reads 1e-3 (no dot) as a string: numbers are numbers
+            if isinstance(v, str) and "float" in str(f.type):
+                try:
+                    data[f.name] = float(v)
+                except ValueError:
+                    raise TamisError(f"{f.name} must be a number, not {v!r}") from None
         cfg = cls(**data)
+        if cfg.pooling not in ("cls", "mean"):
+            raise TamisError(f"pooling must be cls or mean, not {cfg.pooling!r}")
         if cfg.task not in ("sft", "classification"):
             raise TamisError(f"task must be sft or classification, not {cfg.task!r}")
         if not cfg.train_file:

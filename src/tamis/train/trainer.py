@@ -326,6 +326,7 @@ def _fit(
             data_collator=tracker if cfg.monitor else collate,
             callbacks=[monitor_callback(core)] * cfg.monitor + extra_callbacks,
             compute_metrics=compute_metrics,
+            optimizers=(_optimizer(cfg, model, over), None),
         )
         from transformers.trainer_callback import PrinterCallback
 
@@ -470,6 +471,10 @@ def _load_model(cfg: TrainConfig, path: str, label_ids: dict[str, int]) -> Any:
             label2id=label_ids,
             **kw,
         )
+        if cfg.pooling == "mean":
+            from tamis.models.pooling import use_mean_pooling
+
+            use_mean_pooling(model)
         targets = cfg.target_modules or ["query", "value"]
         task = "SEQ_CLS"
     else:
@@ -488,6 +493,24 @@ def _load_model(cfg: TrainConfig, path: str, label_ids: dict[str, int]) -> Any:
         task_type=task,
     )
     return get_peft_model(model, lora)
+
+
+def _optimizer(cfg: TrainConfig, model: Any, over: dict[str, Any]) -> Any:
+    """AdamW; with `head_learning_rate`, the classification head gets its own rate (a new
+    head learns from scratch, the encoder only adjusts). None: the Trainer builds its own."""
+    if not cfg.head_learning_rate or cfg.task != "classification":
+        return None
+    import torch
+
+    lr = over.get("learning_rate", cfg.learning_rate)
+    head, body = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if ("classifier" in name or ".score." in name) else body).append(p)
+    groups = [{"params": body, "lr": lr}, {"params": head, "lr": cfg.head_learning_rate}]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=lr, weight_decay=cfg.weight_decay
+    )
 
 
 def _classification_metrics(pred: Any) -> dict[str, float]:
