@@ -270,7 +270,11 @@ def test_local_judge_in_an_eval_run(sft_run: tuple[Path, Path, Path], tmp_path: 
     assert "LLM judge" in (tmp_path / "e" / "report.html").read_text()
 
 
-def test_classification_eval_matches_scikit_learn_on_its_own_predictions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lora", [False, True])
+def test_classification_eval_matches_scikit_learn_on_its_own_predictions(
+    tmp_path: Path, lora: bool
+) -> None:
+    """A full fine-tune and a LoRA run (head saved with the adapter) reload with their labels."""
     from sklearn.metrics import accuracy_score, f1_score
 
     from tamis.evaluate.run import evaluate
@@ -291,10 +295,12 @@ def test_classification_eval_matches_scikit_learn_on_its_own_predictions(tmp_pat
         learning_rate=5e-5,
         head_learning_rate=5e-3,
         pooling="mean",
-        lora=False,
+        lora=lora,
         max_length=48,
         report_to=["none"],
     )
+    if lora:
+        cfg.learning_rate, cfg.max_steps = 2e-3, 16
     train(cfg, echo=lambda s: None)
     res = evaluate(str(tmp_path / "run"), str(te), str(tmp_path / "e"), echo=lambda s: None)
     preds = [json.loads(x) for x in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]

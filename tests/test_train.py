@@ -114,6 +114,42 @@ def test_minilm_classification_trains_and_reports_accuracy(tmp_path: Path) -> No
     assert steps[-1]["loss"] < steps[0]["loss"]
 
 
+def test_mlflow_and_wandb_receive_loss_and_perplexity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report_to reaches MLflow (local file store) and W&B (offline run files), perplexity too:
+    the monitor runs before the loggers."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    mlruns = tmp_path / "mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlruns.as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = TrainConfig(
+        task="classification",
+        train_file=[str(_b77(tmp_path, n_per_class=10))],
+        val_fraction=0.25,
+        output=str(tmp_path / "run"),
+        max_steps=4,
+        batch_size=8,
+        learning_rate=5e-3,
+        max_length=48,
+        eval_steps=2,
+        report_to=["mlflow", "wandb"],
+    )
+    train(cfg, echo=lambda s: None)
+    metric_files = {p.name for p in mlruns.rglob("metrics/*")}
+    assert {"loss", "perplexity", "eval_loss", "eval_perplexity"} <= metric_files
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    blob = runs[0].read_bytes() if runs else b""
+    assert b"train/perplexity" in blob and b"eval/perplexity" in blob  # W&B prefixes the keys
+
+
 @pytest.mark.parametrize("on_spike", ["warn", "skip"])
 def test_corrupted_batch_is_flagged_with_exactly_its_ids(tmp_path: Path, on_spike: str) -> None:
     """Input order, batch 8: the batch of step 21 holds 8 real questions with flipped labels.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -203,6 +204,20 @@ def _duplicate(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
     return src
 
 
+def _wrong_answer(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
+    """Change the answer's final number (gsm8k-style): fluent, confident and wrong."""
+    k = _out_key(o)
+    found = list(re.finditer(r"\d+(?:\.\d+)?", o[k]))
+    if not found:
+        return o
+    m = found[-1]
+    v = float(m.group())
+    new = v + rng.choice([-1, 1]) * rng.randint(1, max(2, int(v * 0.5) or 2))
+    text = str(int(new)) if new == int(new) else f"{new:.2f}"
+    o[k] = o[k][: m.start()] + text + o[k][m.end() :]
+    return o
+
+
 def _missing_output(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
     del o[_out_key(o)]
     return o
@@ -236,6 +251,12 @@ DEFECTS: dict[str, tuple[Injector, str]] = {
     "mojibake": (_mojibake, "change:normalize/mojibake"),
 }
 
+# Defects no per-record rule can see (not in the default round-robin): a wrong final number
+# reads as fluently as the right one.
+SILENT_DEFECTS: dict[str, tuple[Injector, str]] = {
+    "wrong_answer": (_wrong_answer, "(none: needs a verifier or a judge)"),
+}
+
 
 def inject_defects(
     objs: list[Obj],
@@ -263,7 +284,7 @@ def inject_defects(
             label = names[turn % len(names)]
             turn += 1
             src = earlier if label == "exact_duplicate" and earlier else pool
-            o = DEFECTS[label][0](o, rng, src)
+            o = {**DEFECTS, **SILENT_DEFECTS}[label][0](o, rng, src)
         else:
             earlier.append(pool[i])
         out.append({"id": f"r{i}", **{k: v for k, v in o.items() if k != "id"}})

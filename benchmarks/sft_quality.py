@@ -1,0 +1,138 @@
+"""Does curation help generation? (SmolLM2-135M LoRA on gsm8k, CPU-sized)
+
+A few hundred real gsm8k examples get defects injected with a fixed seed (wrong final answers,
+empty and truncated answers, merged instructions, duplicates: `tamis.testing.inject_defects`).
+Arms, each a LoRA fine-tune of the offline SmolLM2-135M-Instruct through `tamis train` with the
+same budget (1 epoch, batch 4, lr 2e-4), evaluated through `tamis eval` on untouched held-out gsm8k
+examples (held-out perplexity of the reference answers, exact match of the final number):
+
+- raw: the damaged data as it is;
+- curated: `tamis clean` with the default sft recipe;
+- random: a random subset of raw the size of curated;
+- base: the model before fine-tuning (no training; the same evaluation).
+
+Run: `python benchmarks/sft_quality.py [--n 400] [--seeds 0 1] [--test 50]`. Resumable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+GSM = ROOT.parent / "shared" / "data" / "instruct" / "gsm_8k_train.json"
+KINDS = ["wrong_answer", "empty_answer", "truncated", "merged_instructions", "exact_duplicate"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--rate", type=float, default=0.3)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--test", type=int, default=50)
+    ap.add_argument("--max-new-tokens", type=int, default=200)
+    ap.add_argument("--work", default=str(ROOT / "out" / "bench-sft"))
+    ap.add_argument("--no-doc", action="store_true")
+    a = ap.parse_args()
+
+    from tamis.evaluate.predict import load
+    from tamis.evaluate.run import read_records, score
+    from tamis.experiment import ExperimentConfig, run_experiment
+    from tamis.testing import inject_defects
+
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    gsm = json.loads(GSM.read_text())
+    damaged, truth = inject_defects(gsm[: a.n], rate=a.rate, seed=0, defects=KINDS)
+    test = [{"id": f"test{i}", **o} for i, o in enumerate(gsm[-a.test :])]  # untouched, disjoint
+    (work / "raw.jsonl").write_text("".join(json.dumps(o) + "\n" for o in damaged))
+    (work / "test.jsonl").write_text("".join(json.dumps(o) + "\n" for o in test))
+    cfg = ExperimentConfig.from_dict(
+        {
+            "task": "sft",
+            "train": [str(work / "raw.jsonl")],
+            "test": [str(work / "test.jsonl")],
+            "arms": ["raw", "curated", "random"],
+            "seeds": a.seeds,
+            "metric": "exact_match",
+            "training": {
+                "epochs": 1,
+                "batch_size": 4,
+                "learning_rate": 2e-4,
+                "max_length": 384,
+                "lora_r": 16,
+                "lora_alpha": 32,
+            },
+            "evaluation": {"max_new_tokens": a.max_new_tokens},
+        }
+    )
+    t0 = time.perf_counter()
+    res = run_experiment(cfg, str(work / "experiment"), echo=print)
+    base_file = work / "base.json"
+    if not base_file.exists():
+        sc = score(
+            load(None, "sft"),
+            read_records(str(work / "test.jsonl")),
+            max_new_tokens=a.max_new_tokens,
+            echo=print,
+        )
+        base_file.write_text(
+            json.dumps({k: v for k, v in sc.metrics.items() if isinstance(v, int | float)})
+        )
+    base = json.loads(base_file.read_text())
+    minutes = (time.perf_counter() - t0) / 60
+    kept = {
+        json.loads(x)["id"]
+        for x in (work / "experiment" / "clean" / "curated" / "kept.jsonl").read_text().splitlines()
+    }
+    caught, total = collections.Counter(), collections.Counter()
+    for o, t in zip(damaged, truth, strict=True):
+        total[t or "clean"] += 1
+        caught[t or "clean"] += o["id"] not in kept
+    arms = {x["arm"]: x for x in res.arms}
+
+    def cell(arm: str, m: str) -> str:
+        s = arms[arm]["summary"][m]
+        return f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+    lines = [
+        "| arm | training examples | held-out perplexity | exact match (final number) | "
+        "contains the answer | ROUGE-L |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| base (no fine-tune) | 0 | {base['perplexity']:.3f} | {base['exact_match']:.3f} | "
+        f"{base['contains_answer']:.3f} | {base['rouge_l']:.3f} |",
+    ]
+    for name in ("raw", "curated", "random"):
+        x = arms[name]
+        lines.append(
+            f"| {name} | {x['n_train']:,} | {cell(name, 'perplexity')} | "
+            f"{cell(name, 'exact_match')} | {cell(name, 'contains_answer')} | "
+            f"{cell(name, 'rouge_l')} |"
+        )
+    removed = ", ".join(f"{k} {caught[k]}/{total[k]}" for k in [*KINDS, "clean"])
+    body = (
+        f"`benchmarks/sft_quality.py`: the first {a.n} gsm8k examples, {a.rate:.0%} damaged with a "
+        "fixed seed (round-robin: wrong final answer, empty answer, truncated answer, merged "
+        "instructions, duplicate); LoRA (r 16) on SmolLM2-135M-Instruct through `tamis train`, "
+        "1 epoch, batch 4, lr 2e-4; `tamis eval` on the last "
+        f"{a.test} gsm8k examples (untouched, never trained on), greedy answers up to "
+        f"{a.max_new_tokens} tokens; mean ± std over seeds {a.seeds}. Whole run: "
+        f"{minutes:.0f} min on this machine.\n\n"
+        + "\n".join(lines)
+        + f"\n\nWhat `tamis clean` (sft recipe) removed, by injected kind: {removed}. "
+        "A wrong final number is invisible to per-record rules: it stays in curated."
+    )
+    print(body)
+    if not a.no_doc:
+        write_section("sft_quality", body)
+
+
+if __name__ == "__main__":
+    main()
