@@ -72,8 +72,13 @@ def _comparison_plot(rows: list[dict[str, Any]]) -> Any:
 def _classification(rep: Report, m: dict[str, Any]) -> None:
     rep.heading("Per class")
     per = m["per_class"]
-    rows = [{"label": k, **v} for k, v in sorted(per.items(), key=lambda kv: kv[1]["f1"])]
+    rows = [
+        {"label": k, **v}
+        for k, v in sorted(per.items(), key=lambda kv: (kv[1]["support"] == 0, kv[1]["f1"]))
+    ]
+    rep.text("Worst first; labels with support 0 were only predicted (false positives), last.")
     rep.table(rows, ["label", "precision", "recall", "f1", "support"])
+    rows = [r for r in rows if r["support"] > 0]
     labels = m["labels"]
     fig, ax = plt_figure(7, max(2.5, 0.16 * len(rows)))
     ax.barh([r["label"] for r in rows], [r["f1"] for r in rows], color="#2e7dd7")
