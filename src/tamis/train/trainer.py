@@ -347,6 +347,7 @@ def _fit(
     assert trainer is not None
     if has_eval:
         metrics.update(trainer.evaluate())
+    _finish_trackers(cfg)
     final_dir = os.path.join(cfg.output, "adapter" if cfg.lora else "model")
     trainer.save_model(final_dir)
     tok.save_pretrained(final_dir)
@@ -371,6 +372,16 @@ def _fit(
     with open(os.path.join(cfg.output, "run.json"), "w", encoding="utf-8") as fh:
         json.dump(run, fh, indent=2, default=str)
     return TrainResult(cfg.output, pre, metrics, core.summary())
+
+
+def _finish_trackers(cfg: TrainConfig) -> None:
+    """Close the W&B run (transformers leaves it open): its files are complete when `train`
+    returns, and the next run in the same process starts a run of its own."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if "wandb" in cfg.report_to and wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def _last_complete_checkpoint(folder: str) -> str | None:
