@@ -42,8 +42,11 @@ def knn(
         return idx, sim
     from usearch.index import Index
 
-    index = Index(ndim=emb.shape[1], metric="cos", dtype="f32")
-    index.add(np.arange(n), emb, threads=0)
+    # one thread to build: a multi-threaded build gives a different graph (and, rarely, other
+    # neighbours) on each run; the same input must give the same decisions. A wider search
+    # beam than the default (64) makes a missed nearest neighbour rarer.
+    index = Index(ndim=emb.shape[1], metric="cos", dtype="f32", expansion_search=128)
+    index.add(np.arange(n), emb, threads=1)
     found = index.search(emb, k + 1, threads=0)
     keys = np.asarray(found.keys, dtype=np.int64)
     dist = np.asarray(found.distances, dtype=np.float32)
