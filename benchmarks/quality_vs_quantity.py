@@ -125,8 +125,9 @@ def main() -> None:
     )
     body = (
         "`benchmarks/quality_vs_quantity.py`: banking77, "
-        f"{len(clean_rows):,} real rows (up to {a.per_class} per intent) made noisy with a fixed seed "
-        "(20% labels flipped, +10% near-duplicates, +5% junk: empty, off-language, boilerplate); "
+        f"{len(clean_rows):,} real rows (up to {a.per_class} per intent) made noisy with a "
+        "fixed seed (20% labels flipped, +10% near-duplicates, +5% junk: empty, off-language, "
+        "boilerplate); "
         "full MiniLM fine-tune through `tamis train` (mean pooling, encoder lr 5e-5, head lr 1e-3, "
         f"batch 32, {steps} steps for every arm = {a.epochs:g} epochs of raw), scored by "
         "`tamis eval` on the untouched banking77 test "
