@@ -285,7 +285,7 @@ def test_classification_eval_matches_scikit_learn_on_its_own_predictions(
     random.Random(0).shuffle(picked)
     tr, te = tmp_path / "tr.jsonl", tmp_path / "te.jsonl"
     tr.write_text("".join(json.dumps(r) + "\n" for r in picked[:120]))
-    te.write_text("".join(json.dumps(r) + "\n" for r in picked[120:]))
+    te.write_text("".join(json.dumps(r) + "\n" for r in picked[120:]) + '{"text": "cut off\n')
     cfg = TrainConfig(
         task="classification",
         train_file=[str(tr)],
@@ -302,7 +302,10 @@ def test_classification_eval_matches_scikit_learn_on_its_own_predictions(
     if lora:
         cfg.learning_rate, cfg.max_steps = 2e-3, 16
     train(cfg, echo=lambda s: None)
-    res = evaluate(str(tmp_path / "run"), str(te), str(tmp_path / "e"), echo=lambda s: None)
+    said: list[str] = []
+    res = evaluate(str(tmp_path / "run"), str(te), str(tmp_path / "e"), echo=said.append)
+    # a broken row is named (file and line) and left out; the rest is evaluated
+    assert any(f"{te}:41" in m and "unreadable" in m for m in said), said
     preds = [json.loads(x) for x in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
     y = [p["reference"] for p in preds]
     p = [p["prediction"] for p in preds]

@@ -107,16 +107,14 @@ def _from(task: str, path: str, labels: list[str], pooling: str = "cls") -> Any:
     return AutoModelForCausalLM.from_pretrained(path)
 
 
-def record_text(r: Record) -> str:
-    return "\n".join(t.content for t in r.turns if isinstance(t.content, str))
-
-
 def classify(lm: LoadedModel, records: list[Record], batch_size: int = 64) -> list[str]:
     """The predicted label of each record."""
     import torch
 
     out: list[str] = []
-    texts = [record_text(r) for r in records]
+    from tamis.train.data import classification_text
+
+    texts = [classification_text(r) for r in records]
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             enc = lm.tok(

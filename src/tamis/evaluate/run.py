@@ -27,12 +27,12 @@ from tamis.evaluate.predict import (
     load,
     perplexity,
     prompt_messages,
-    record_text,
     token_nll,
 )
 from tamis.records.formats import FieldMap
 from tamis.records.io import Reader
 from tamis.records.model import Record
+from tamis.train.data import classification_text
 
 LOWER_IS_BETTER = {"perplexity"}
 
@@ -82,9 +82,18 @@ class EvalResult:
         }
 
 
-def read_records(files: list[str] | str, fields: FieldMap | None = None) -> list[Record]:
+def read_records(
+    files: list[str] | str, fields: FieldMap | None = None, echo: Any = print
+) -> list[Record]:
+    """The records of `files`; each unreadable row is reported (file, line, why), not hidden."""
     files = [files] if isinstance(files, str) else list(files)
-    return list(Reader(files, fields=fields or FieldMap()))
+    reader = Reader(files, fields=fields or FieldMap())
+    records = list(reader)
+    for q in reader.quarantined[:20]:
+        echo(f"warning: {q.source}:{q.line}: left out, unreadable: {q.error}")
+    if len(reader.quarantined) > 20:
+        echo(f"warning: {len(reader.quarantined) - 20} more unreadable rows left out")
+    return records
 
 
 def score(
@@ -239,7 +248,7 @@ def evaluate(
     echo: Any = print,
 ) -> EvalResult:
     """Evaluate `model` (a `tamis train` run folder or a model folder) on `data`; see module."""
-    records = read_records(data, fields)
+    records = read_records(data, fields, echo)
     if limit:
         records = records[:limit]
     if not records:
@@ -268,7 +277,7 @@ def evaluate(
                 raise TamisError("the forgetting check needs the model before fine-tuning: --base")
             base_lm = load(lm.base, lm.task)
         result.forgetting = forgetting_check(
-            lm, base_lm, read_records(general, fields), max_forgetting
+            lm, base_lm, read_records(general, fields, echo), max_forgetting
         )
         if result.forgetting["forgot"]:
             f = result.forgetting
@@ -297,7 +306,7 @@ def _write_predictions(
         for i, r in enumerate(recs):
             row: dict[str, Any] = {"id": r.id, "reference": a.references[i]}
             if task == "classification":
-                row["input"] = record_text(r)[:500]
+                row["input"] = classification_text(r)[:500]
             if a.predictions:
                 row["prediction"] = a.predictions[i]
             for k, v in a.items.items():

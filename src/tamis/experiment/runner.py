@@ -59,7 +59,9 @@ def prepare_arms(cfg: ExperimentConfig, out: str, echo: Any = print) -> list[Arm
 
     data = os.path.join(out, "data")
     os.makedirs(data, exist_ok=True)
-    raw = [r for r in Reader(cfg.train, fields=_fields(cfg))]
+    from tamis.evaluate.run import read_records
+
+    raw = read_records(cfg.train, _fields(cfg), echo)  # unreadable rows named, then left out
     if not raw:
         raise TamisError("the raw training data is empty", cfg.train[0])
     arms: list[Arm] = []
@@ -134,7 +136,7 @@ def run_experiment(
     arms = prepare_arms(cfg, out, echo)
     if only:
         arms = [a for a in arms if a.name in only]
-    test = read_records(cfg.test, _fields(cfg))
+    test = read_records(cfg.test, _fields(cfg), echo)
     if cfg.eval_args.get("limit"):
         test = test[: int(cfg.eval_args["limit"])]
     results: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tamis.errors import TamisError
+from tamis.models.embeddings import record_text
 from tamis.records.formats import FieldMap
 from tamis.records.io import Reader
 from tamis.records.model import Record
@@ -98,10 +99,6 @@ def _tokenizer(name: str | None) -> Any:
     return AutoTokenizer.from_pretrained(path)
 
 
-def _text(r: Record) -> str:
-    return "\n".join(t.content for t in r.turns if isinstance(t.content, str) and t.content)
-
-
 def _norm(s: str) -> str:
     return " ".join(s.lower().split())
 
@@ -129,6 +126,8 @@ def profile(
     reader = Reader(list(inputs), format=format, fields=fields or FieldMap())
     records: list[Record] = list(reader)
     quarantined = len(reader.quarantined)
+    for q in reader.quarantined[:20]:
+        echo(f"warning: {q.source}:{q.line}: unreadable, counted apart: {q.error}")
     if not records:
         raise TamisError("no readable record in the input", inputs[0])
     os.makedirs(out, exist_ok=True)
@@ -172,7 +171,7 @@ def profile(
             "imbalance_ratio": max(c.values()) / min(c.values()),
             "normalised_entropy": ent,
         }
-    texts = [_text(r) for r in records]
+    texts = [record_text(r) for r in records]
     d["duplicates"] = _duplicates(records, texts)
     rng = random.Random(seed)
     idx = sorted(rng.sample(range(len(records)), min(sample, len(records))))

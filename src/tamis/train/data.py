@@ -91,10 +91,15 @@ def sft_example(record: Record, tok: Any, max_length: int) -> Example:
     return Example(record.id, ids, labels, full, truncated, role_tokens)
 
 
+def classification_text(record: Record) -> str:
+    """What a classifier reads of a record: its string turns, one per line (train and eval)."""
+    return "\n".join(t.content for t in record.turns if isinstance(t.content, str))
+
+
 def classification_example(
     record: Record, tok: Any, label_ids: dict[str, int], max_length: int
 ) -> Example:
-    text = "\n".join(t.content for t in record.turns if isinstance(t.content, str))
+    text = classification_text(record)
     enc = tok(text, truncation=True, max_length=max_length)
     return Example(record.id, enc["input_ids"], label_ids[str(record.label)], text)
 
