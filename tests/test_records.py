@@ -123,3 +123,43 @@ def test_classification_exports_label_as_answer(tmp_path: Path) -> None:
     export(recs, str(tmp_path / "o.jsonl"), "openai")
     row = json.loads((tmp_path / "o.jsonl").read_text().splitlines()[0])
     assert row["messages"][-1] == {"role": "assistant", "content": recs[0].label}
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_json_arrays_stream_element_by_element(chunk: int, monkeypatch, tmp_path: Path) -> None:
+    """A JSON array is read in chunks (any size, split inside multi-byte characters) and gives
+    exactly what a whole parse gives; errors still name their line."""
+    import tamis.records.io as io
+
+    roleplay = json.loads((DATA / "instruct" / "gpteacher_roleplay.json").read_text())[:40]
+    roleplay[3]["response"] += " café — naïve 東京 😀"
+    p = tmp_path / "rp.json"
+    p.write_text("\ufeff" + json.dumps(roleplay, ensure_ascii=False, indent=2), encoding="utf-8")
+    monkeypatch.setattr(io, "JSON_CHUNK", chunk)
+    got = [obj for _, obj in iter_objects(str(p), "json", 1 << 20)]
+    assert got == roleplay
+    # the reader holds a chunk, not the file: each read asks for `chunk` bytes
+    reads: list[int] = []
+    real_open = open
+
+    def spy_open(*a, **k):  # type: ignore[no-untyped-def]
+        fh = real_open(*a, **k)
+        orig = fh.read
+        fh.read = lambda n=-1: (reads.append(n), orig(n))[1]  # type: ignore[method-assign]
+        return fh
+
+    monkeypatch.setattr(io, "open", spy_open, raising=False)
+    assert len(list(iter_objects(str(p), "json", 1 << 20))) == 40
+    assert -1 not in reads and max(reads) <= max(chunk, 4096)
+
+    bad = tmp_path / "bad.json"
+    text = json.dumps(roleplay[:30], indent=2)
+    lines = text.split("\n")
+    k = len(lines) * 2 // 3
+    lines[k] = lines[k] + " }"  # breaks one element deep in the file
+    bad.write_text("\n".join(lines))
+    with pytest.raises(json.JSONDecodeError) as whole:
+        json.loads(bad.read_text())
+    with pytest.raises(io.InputError, match="malformed JSON") as e:
+        list(iter_objects(str(bad), "json", 1 << 20))
+    assert e.value.line == whole.value.lineno

@@ -1,8 +1,9 @@
 """Streaming readers (JSONL, JSON, CSV/TSV, Parquet, TXT) and writers.
 
-Readers stream: JSONL, CSV, TXT and Parquet are read a line / row group at a time, so memory does
-not grow with the file. A JSON file (an array or an object of arrays) is one value and is parsed
-whole; prefer JSONL for very large data.
+Readers stream: JSONL, CSV, TXT and Parquet are read a line / row group at a time, and a JSON
+array an element at a time, so memory does not grow with the file. A JSON object of arrays
+(`{"data": [...]}`, columns) is one value and is parsed whole; prefer JSONL or an array for very
+large data.
 
 What stops a run raises `InputError` naming the file (and line): a missing path, a directory, an
 empty or binary file, a JSON file that does not parse, a format that cannot be detected. What
@@ -11,6 +12,7 @@ affects one record goes to quarantine with its file, line and error, and the res
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import json
@@ -177,21 +179,21 @@ def _iter_jsonl(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarant
 
 def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
     with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        yield from _json_elements(_iter_json_array(path))
+        return
+    with open(path, "rb") as fh:
         data = fh.read()
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise InputError(
             f"invalid UTF-8 at byte {e.start}; the file must be UTF-8", path, line
         ) from None
     except json.JSONDecodeError as e:
-        raise InputError(
-            f"malformed JSON: {e.msg} (column {e.colno}); if it holds one object per line, "
-            "name it .jsonl",
-            path,
-            e.lineno,
-        ) from None
+        raise _malformed(e.msg, e.colno, path, e.lineno) from None
     if isinstance(value, dict):
         lists = {k: v for k, v in value.items() if isinstance(v, list)}
         if len(lists) == 1 and all(isinstance(x, dict) for x in next(iter(lists.values()))):
@@ -203,7 +205,12 @@ def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quaranti
             value = [value]
     if not isinstance(value, list):
         raise InputError("expected a JSON array of objects or an object of arrays", path)
-    for n, obj in enumerate(value, 1):
+    yield from _json_elements((path, obj) for obj in value)
+
+
+def _json_elements(values: Iterable[tuple[str, Any]]) -> Iterator[tuple[int, Any] | Quarantined]:
+    """Number the elements of a JSON array (1, 2, ...: the `line` of ids) and check each."""
+    for n, (path, obj) in enumerate(values, 1):
         if isinstance(obj, str):
             obj = {"text": obj}  # an array of strings reads as plain text
         if not isinstance(obj, dict):
@@ -212,6 +219,102 @@ def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quaranti
             )
             continue
         yield n, obj
+
+
+def _malformed(msg: str, col: int, path: str, line: int) -> InputError:
+    return InputError(
+        f"malformed JSON: {msg} (column {col}); if it holds one object per line, name it .jsonl",
+        path,
+        line,
+    )
+
+
+JSON_CHUNK = 1 << 20
+_WS = " \t\r\n"
+
+
+def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str, Any]]:
+    """The elements of a top-level JSON array, one at a time: memory holds one chunk and one
+    element, not the file. What does not parse stops the run with its line, as a whole parse
+    would."""
+    chunk = chunk or JSON_CHUNK
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8-sig")()
+    buf, pos, line, read, eof = "", 0, 1, 0, False
+    with open(path, "rb") as fh:
+
+        def more() -> None:
+            nonlocal buf, pos, read, eof
+            data = fh.read(chunk)
+            try:
+                text = utf8.decode(data, final=not data)
+            except UnicodeDecodeError as e:
+                at = read + e.start
+                raise InputError(
+                    f"invalid UTF-8 at byte {at}; the file must be UTF-8",
+                    path,
+                    line + buf.count("\n", pos),
+                ) from None
+            read += len(data)
+            eof = not data
+            buf = buf[pos:] + text
+            pos = 0
+
+        def skip_ws() -> None:
+            nonlocal pos, line
+            while True:
+                end = pos
+                while end < len(buf) and buf[end] in _WS:
+                    end += 1
+                line += buf.count("\n", pos, end)
+                pos = end
+                if pos < len(buf) or eof:
+                    return
+                more()
+
+        def fail(msg: str) -> InputError:
+            col = pos - (buf.rfind("\n", 0, pos) + 1) + 1
+            return _malformed(msg, col, path, line)
+
+        more()
+        skip_ws()
+        if buf[pos : pos + 1] != "[":
+            raise fail("expected '['")
+        pos += 1
+        first = True
+        while True:
+            skip_ws()
+            if pos >= len(buf):
+                raise fail("the array is not closed")
+            if buf[pos] == "]":
+                pos += 1
+                skip_ws()
+                if pos < len(buf):
+                    raise fail("extra data after the array")
+                return
+            if not first:
+                if buf[pos] != ",":
+                    raise fail("expected ',' or ']'")
+                pos += 1
+                skip_ws()
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                except json.JSONDecodeError as e:
+                    if eof:
+                        line += buf.count("\n", pos, e.pos)
+                        pos = e.pos
+                        raise fail(e.msg) from None
+                    more()  # the element goes on in the next chunk
+                    continue
+                if end == len(buf) and not eof:
+                    more()  # a number may go on in the next chunk
+                    continue
+                break
+            line += buf.count("\n", pos, end)
+            pos = end
+            first = False
+            yield path, obj
 
 
 def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
