@@ -98,3 +98,22 @@ def test_heuristics_keep_real_records_and_catch_damage(gsm8k) -> None:
     }
     for reason, obj in cases.items():
         assert reason in _reasons("heuristics", _rec(obj)), reason
+
+
+def test_fast_paths_agree_with_what_they_replace(gsm8k) -> None:
+    """The id table's JSON shortcut and the sorted-search `isin` give what json / numpy give."""
+    import numpy as np
+
+    from tamis.ops.ngrams import isin
+    from tamis.pipeline.runner import IdTable
+
+    ids = ["gsm.jsonl:1", 'quote"d', "back\\slash", "tab\there", "é東😀", "\u2028", "", 7, None]
+    ids += ["lone \udc80 surrogate", *(o["instruction"][:40] for o in gsm8k[:50])]
+    table = IdTable()
+    table.extend(ids)
+    assert list(table) == ids
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2**63, 5000).astype(np.uint64)
+    b = np.concatenate([rng.integers(0, 2**63, 4000).astype(np.uint64), a[::7]])
+    assert (isin(a, b) == np.isin(a, b)).all() and isin(a, b).sum() >= len(a) // 7
+    assert not isin(a, b[:0]).any() and len(isin(a[:0], b)) == 0

@@ -49,7 +49,6 @@ PLACEHOLDER_OUTPUTS = {
     "not applicable",
 }
 
-WORD = re.compile(r"\w+")
 _ALNUM_WS = bytes(range(48, 58)) + bytes(range(65, 91)) + bytes(range(97, 123)) + b" \t\n\r"
 _NON_ASCII = bytes(range(128, 256))
 SYMBOL_DELETE = _ALNUM_WS + _NON_ASCII  # what is left after deleting these are ASCII symbols
@@ -291,7 +290,17 @@ def _truncation(text: str) -> float:
     return 0.0
 
 
-TOKEN = re.compile(r"\w+|[^\w\s]+")
+TOKEN = re.compile(r"\w+|[^\w\s]+")  # a token starts with a word character or is a symbol run
+SYMBOLS = re.compile(r"[^\w\s]")
+
+
+def _words(tokens: list[str]) -> list[str]:
+    """The word tokens (what `\\w+` finds) among TOKEN's tokens."""
+    return [t for t in tokens if not SYMBOLS.match(t)]
+
+
+def _count_words(tokens: list[str]) -> int:
+    return sum(1 for t in tokens if not SYMBOLS.match(t))
 
 
 def copy_overlap(prompts: list[list[str]], answers: list[list[str]]) -> np.ndarray:
@@ -405,9 +414,11 @@ class Heuristics(Operator):
         answer = joined(record, ("assistant",))
         has_answer = any(t.role == "assistant" for t in record.turns)
         main = answer if has_answer else prompt
-        main_words = WORD.findall(main.lower())
-        other = len(WORD.findall(prompt)) if has_answer else 0
-        wa, wp = (len(main_words), other) if has_answer else (0, len(main_words))
+        # one tokenisation per text: words are the tokens that start with a word character
+        ptoks = TOKEN.findall(prompt.lower())
+        atoks = TOKEN.findall(answer.lower()) if has_answer else []
+        main_words = _words(atoks if has_answer else ptoks)
+        wa, wp = (len(main_words), _count_words(ptoks)) if has_answer else (0, len(main_words))
         sig: dict[str, Any] = {
             "chars_prompt": len(prompt),
             "chars_answer": len(answer),
@@ -425,8 +436,6 @@ class Heuristics(Operator):
             t.path[-1] == "input" and isinstance(t.content, str) and t.content.strip()
             for t in record.turns
         )
-        ptoks = TOKEN.findall(prompt.lower())
-        atoks = TOKEN.findall(answer.lower()) if has_answer else []
         pset = set(ptoks)
         sig["unseen_reference"] = bool(
             (not MEDIA_TOKENS.isdisjoint(pset) and UNSEEN_MEDIA.search(prompt))

@@ -132,11 +132,26 @@ def contained_frac(a: Flat, b: Flat, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per record: the share of a's n-grams that also stand in b's same record, and a's count."""
     pa, ka = windows(a, n)
     _, kb = windows(b, n)
-    inside = np.isin(ka, kb)
+    inside = isin(ka, kb)
     rec = a.rec[pa]
     total = np.bincount(rec, minlength=a.n_records)
     hit = np.bincount(rec, weights=inside, minlength=a.n_records)
     return np.divide(hit, total, out=np.zeros(a.n_records), where=total > 0), total
+
+
+def isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`np.isin` for large hash arrays, ~3x faster: both sides sorted, then one merge-like search
+    (sorted queries keep `searchsorted` in cache)."""
+    out = np.zeros(len(a), bool)
+    if not len(a) or not len(b):
+        return out
+    sb = np.sort(b)
+    order = np.argsort(a)
+    sa = a[order]
+    i = np.searchsorted(sb, sa)
+    i[i == len(sb)] = 0
+    out[order] = sb[i] == sa
+    return out
 
 
 def _total_chars(flat: Flat) -> np.ndarray:

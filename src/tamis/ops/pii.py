@@ -191,37 +191,34 @@ PLUS_DIGIT = re.compile(r"(?=\+)(?<![\w+])\+\d")  # "+44 20 ..." but not "3+4"
 IBAN_HINT = re.compile(r"[A-Z]{2}\d\d")
 
 
-def _numrun(t: str) -> bool:
-    return NUMRUN.search(t) is not None
-
-
 def _digits(t: str) -> int:
     return sum(map(t.count, "0123456789"))
 
 
 # type, pattern, validator (None: the pattern is enough), and a cheap test that must pass first:
-# most texts hold no PII, and these literal checks are far cheaper than the patterns.
+# most texts hold no PII, and these literal checks are far cheaper than the patterns. The test
+# gets the text, its digit count and whether it holds a run of 7+ digits (searched once a text).
 DETECTORS: list[
     tuple[
         str,
         re.Pattern[str],
         Callable[[re.Match[str]], bool] | None,
-        Callable[[str, int], bool],
+        Callable[[str, int, bool], bool],
     ]
 ] = [
-    ("secret", SECRET, _secret_ok, lambda t, d: _maybe_secret(t)),
-    ("email", EMAIL, _email_ok, lambda t, d: "@" in t),
-    ("iban", IBAN, _iban_ok, lambda t, d: d >= 12 and IBAN_HINT.search(t) is not None),
-    ("credit_card", CARD, _card_ok, lambda t, d: d >= 13 and _numrun(t)),
-    ("ssn", SSN, None, lambda t, d: d >= 9 and "-" in t and _numrun(t)),
+    ("secret", SECRET, _secret_ok, lambda t, d, run: _maybe_secret(t)),
+    ("email", EMAIL, _email_ok, lambda t, d, run: "@" in t),
+    ("iban", IBAN, _iban_ok, lambda t, d, run: d >= 12 and IBAN_HINT.search(t) is not None),
+    ("credit_card", CARD, _card_ok, lambda t, d, run: d >= 13 and run),
+    ("ssn", SSN, None, lambda t, d, run: d >= 9 and run and "-" in t),
     (
         "phone",
         PHONE,
         None,
-        lambda t, d: d >= 5 and (_numrun(t) or PLUS_DIGIT.search(t) is not None),
+        lambda t, d, run: d >= 5 and (run or PLUS_DIGIT.search(t) is not None),
     ),
-    ("ip_address", IPV4, _ip_ok, lambda t, d: d >= 4 and t.count(".") >= 3),
-    ("ip_address", IPV6, _ip_ok, lambda t, d: t.count(":") >= 2),
+    ("ip_address", IPV4, _ip_ok, lambda t, d, run: d >= 4 and t.count(".") >= 3),
+    ("ip_address", IPV6, _ip_ok, lambda t, d, run: t.count(":") >= 2),
 ]
 
 
@@ -230,8 +227,9 @@ def find_pii(text: str) -> list[tuple[int, int, str]]:
     spans: list[tuple[int, int, str]] = []
     taken: list[tuple[int, int]] = []
     digits = _digits(text)
+    run = digits >= 7 and NUMRUN.search(text) is not None
     for kind, pattern, ok, maybe in DETECTORS:
-        if not maybe(text, digits):
+        if not maybe(text, digits, run):
             continue
         for m in pattern.finditer(text):
             if ok is not None and not ok(m):

@@ -394,9 +394,13 @@ class IdTable:
         self._ends = array("q")
 
     def extend(self, ids: Iterable[Any]) -> None:
+        buf, ends = self._buf, self._ends
         for rid in ids:
-            self._buf += dumps(rid).encode("utf-8", "surrogatepass")
-            self._ends.append(len(self._buf))
+            if isinstance(rid, str) and rid.isprintable() and '"' not in rid and "\\" not in rid:
+                buf += f'"{rid}"'.encode()  # what json.dumps gives, without its cost
+            else:
+                buf += dumps(rid).encode("utf-8", "surrogatepass")
+            ends.append(len(buf))
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -405,7 +409,11 @@ class IdTable:
         if i < 0:
             i += len(self._ends)
         start = self._ends[i - 1] if i else 0
-        return json.loads(self._buf[start : self._ends[i]].decode("utf-8", "surrogatepass"))
+        end = self._ends[i]
+        buf = self._buf
+        if buf[start] == 34 and buf.find(b"\\", start, end) < 0:  # a string without escapes
+            return buf[start + 1 : end - 1].decode("utf-8", "surrogatepass")
+        return json.loads(buf[start:end].decode("utf-8", "surrogatepass"))
 
     def __iter__(self) -> Iterator[Any]:
         return (self[i] for i in range(len(self)))
