@@ -53,6 +53,14 @@ def _fix_html(text: str) -> str:
     return HTML_ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
 
 
+def _remove_control(s: str) -> str:
+    return CONTROL.sub("", s)
+
+
+def _remove_zero_width(s: str) -> str:
+    return ZERO_WIDTH.sub("", s)
+
+
 @register
 class Normalize(Operator):
     name = "normalize"
@@ -97,10 +105,10 @@ class Normalize(Operator):
         if p["unicode"] and not ascii_only:
             fixes.append(("mojibake", self._ftfy))
             fixes.append(("unicode_nfc", lambda s: unicodedata.normalize("NFC", s)))
-        if p["control"]:
-            fixes.append(("control_chars", lambda s: CONTROL.sub("", s)))
-            if not ascii_only:
-                fixes.append(("zero_width", lambda s: ZERO_WIDTH.sub("", s)))
+        if p["control"] and CONTROL.search(text):
+            fixes.append(("control_chars", _remove_control))
+        if p["control"] and not ascii_only:
+            fixes.append(("zero_width", _remove_zero_width))
         if p["html"] and ("&" in text or "<br" in text.lower()):
             fixes.append(("html", _fix_html))
         if p["whitespace"]:
@@ -113,7 +121,8 @@ class Normalize(Operator):
             s = s.replace("\r\n", "\n").replace("\r", "\n")
         if not s.isascii():
             s = ODD_SPACES.sub(" ", s)
-        s = TRAILING_WS.sub("", s)
+        if " \n" in s or "\t\n" in s:
+            s = TRAILING_WS.sub("", s)
         if "\n\n\n" in s:
             s = MANY_NEWLINES.sub("\n\n", s)
         return s.strip()
