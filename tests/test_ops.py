@@ -117,3 +117,29 @@ def test_fast_paths_agree_with_what_they_replace(gsm8k) -> None:
     b = np.concatenate([rng.integers(0, 2**63, 4000).astype(np.uint64), a[::7]])
     assert (isin(a, b) == np.isin(a, b)).all() and isin(a, b).sum() >= len(a) // 7
     assert not isin(a, b[:0]).any() and len(isin(a[:0], b)) == 0
+
+
+def test_offensive_scores_equal_alt_profanity_check(tmp_path, monkeypatch) -> None:
+    """The numpy scorer gives alt-profanity-check's own probabilities on real tweets, without
+    loading scikit-learn in the process that scores."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from profanity_check import predict_prob
+
+    from conftest import DATA
+    from tamis.ops.offensive import ProfanityModel
+
+    monkeypatch.setenv("TAMIS_CACHE_DIR", str(tmp_path))
+    texts = (DATA / "tweeteval" / "offensive" / "train_text.txt").read_text().splitlines()[:3000]
+    texts += ["", "   ", "a", "YOU ARE AN IDIOT!!!"]
+    ours = ProfanityModel().predict_prob(texts)
+    assert np.abs(ours - predict_prob(texts)).max() < 1e-9
+    assert (ours >= 0.9).sum() > 50  # tweeteval's offensive class is there
+    code = (
+        "import sys; from tamis.ops.offensive import ProfanityModel; "
+        "ProfanityModel().predict_prob(['hello']); print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -138,6 +138,10 @@ class Operator:
         self.p: dict[str, Any] = {k: params.get(k, v.default) for k, v in self.params.items()}
 
     # --- what an operator may implement ---------------------------------------------------------
+    def prepare(self) -> None:
+        """One-time work in the main process before workers start (e.g. a model converted into
+        the cache), so that workers do not each repeat it at once."""
+
     def setup(self) -> None:
         """Load models and compile what is expensive; called once per worker."""
 

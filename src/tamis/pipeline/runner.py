@@ -257,6 +257,8 @@ def clean(
     if reference:
         rec = rec.with_step("relevance", {"reference": os.path.abspath(reference)})
     ops = rec.build()  # fails fast (unknown op, missing extra) before any work
+    for op in ops:
+        op.prepare()
     cache_path = (cache_dir or default_cache_dir()) if use_cache else None
     work = os.path.join(out, WORK)
     cross_ops = [op for op in ops if op.is_cross]
