@@ -407,6 +407,11 @@ class IdTable:
     def __len__(self) -> int:
         return len(self._ends)
 
+    def raw(self, i: int) -> str:
+        """The id as JSON text (what `dumps(self[i])` gives)."""
+        start = self._ends[i - 1] if i else 0
+        return self._buf[start : self._ends[i]].decode("utf-8", "surrogatepass")
+
     def __getitem__(self, i: int) -> Any:
         if i < 0:
             i += len(self._ends)
@@ -525,13 +530,23 @@ def _write_outputs(
         os.replace(tmp_path, os.path.join(out, name))
     pointer = [0] * len(decisions)
 
-    def cross_reasons(pos: int) -> list[dict[str, Any]]:
+    # next position each operator drops, to find a record's cross-record reasons in one look
+    heads = [int(d.pos[0]) if len(d.pos) else -1 for d in decisions]
+
+    def cross_reasons(pos: int) -> list[tuple[str, str, str]]:
+        """(op, reason, reason JSON) of the cross-record decisions on the record at `pos`."""
         found = []
         for j, d in enumerate(decisions):
+            if heads[j] != pos:
+                continue
             k = pointer[j]
-            if k < len(d.pos) and d.pos[k] == pos:
-                found.append(d.reason_at(k, ids).to_json())
-                pointer[j] = k + 1
+            if isinstance(d, _DictDecisions):
+                r = d.reasons[k]
+                found.append((r.op, r.reason, dumps(r.to_json())))
+            else:
+                found.append((d.op, d.reason, d.reason_json(k, ids)))
+            pointer[j] = k + 1
+            heads[j] = int(d.pos[k + 1]) if k + 1 < len(d.pos) else -1
         return found
 
     tmp = {name: os.path.join(out, f".{name}.tmp") for name in OUTPUTS}
@@ -547,19 +562,23 @@ def _write_outputs(
         for b in range(n_batches):
             res = _load(work, b)
             kept_flags = []
-            for i, rid in enumerate(res["ids"]):
-                reasons = res["reasons"][i] + (cross_reasons(pos) if decisions else [])
+            for i in range(len(res["ids"])):
+                local = res["reasons"][i]
+                cross = cross_reasons(pos) if decisions else []
                 pos += 1
-                if reasons:
+                if local or cross:
+                    # the same text as dumps(local + cross reasons), without re-encoding ids
+                    texts = [dumps(r) for r in local] + [c[2] for c in cross]
                     fh["rejected.jsonl"].write(
-                        f'{{"id": {dumps(rid)}, "record": {res["orig"][i]}, '
-                        f'"reasons": {dumps(reasons)}}}\n'
+                        f'{{"id": {ids.raw(pos - 1)}, "record": {res["orig"][i]}, '
+                        f'"reasons": [{", ".join(texts)}]}}\n'
                     )
                     counts["rejected"] += 1
-                    for name in {r["op"] for r in reasons}:
+                    pairs = [(r["op"], r["reason"]) for r in local] + [c[:2] for c in cross]
+                    for name in {op_name for op_name, _ in pairs}:
                         by_op[name] += 1
-                    for r in reasons:
-                        by_reason[f"{r['op']}/{r['reason']}"] += 1
+                    for op_name, code in pairs:
+                        by_reason[f"{op_name}/{code}"] += 1
                     kept_flags.append(False)
                 else:
                     fh["kept.jsonl"].write(res["out"][i] + "\n")
