@@ -223,8 +223,10 @@ DETECTORS: list[
 
 
 # One RE2 pattern that every text holding PII matches (a necessary condition of every detector
-# above, Unicode digits and spaces included), run by Arrow over a whole batch in C++: texts that
-# fail it (nearly all) skip the Python patterns, with the same results.
+# above, Unicode digits and spaces included). RE2 scans in linear time without backtracking, ~15x
+# faster than the Python patterns: texts that fail it (nearly all) skip them, with the same
+# results. (Arrow's RE2 kernels are faster still per text, but loading Arrow's compute library
+# costs each worker ~35 MB.)
 _SPACE = r"[\s\v\p{Z}\x{1c}-\x{1f}\x{85}.()+\-]"
 MAY_HOLD_PII = "|".join(
     [
@@ -238,20 +240,28 @@ MAY_HOLD_PII = "|".join(
         r":[0-9A-Fa-f]{0,4}:",
     ]
 )
+_MAY: Any = None
 
 
 def may_hold_pii(texts: list[str]) -> list[bool]:
     """Per text: whether it can hold PII at all (False means find_pii would find nothing)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    global _MAY
+    if _MAY is None:
+        try:
+            import re2
 
-    if not texts:
-        return []
-    try:
-        arr = pa.array(texts, pa.large_string())
-    except UnicodeEncodeError:  # lone surrogates: never part of what the pattern needs
-        arr = pa.array([t.encode("utf-8", "replace").decode() for t in texts], pa.large_string())
-    return pc.match_substring_regex(arr, MAY_HOLD_PII).to_pylist()
+            _MAY = re2.compile(MAY_HOLD_PII).search
+        except ImportError:  # google-re2 missing: every text goes through the Python detectors
+            _MAY = False
+    if _MAY is False:
+        return [True] * len(texts)
+    out = []
+    for t in texts:
+        try:
+            out.append(_MAY(t) is not None)
+        except UnicodeEncodeError:  # lone surrogates: let the Python detectors look
+            out.append(True)
+    return out
 
 
 def find_pii(text: str) -> list[tuple[int, int, str]]:
