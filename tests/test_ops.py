@@ -165,3 +165,25 @@ def test_pii_prefilter_never_hides_pii(gsm8k) -> None:
     missed = [t for t, m in zip(texts, may, strict=True) if not m and find_pii(t)]
     assert not missed
     assert sum(may) < len(texts) // 4  # and it does turn most text away
+
+
+def test_batch_tokens_are_the_regex_tokens(gsm8k) -> None:
+    """tokens.tokenize gives TOKEN.findall's tokens (count, length, word or symbol) and hashes
+    each the same whether its text is ASCII (numpy path) or not (regex path)."""
+    import numpy as np
+
+    from conftest import DATA
+    from tamis.ops.tokens import TOKEN, tokenize
+
+    tweets = (DATA / "tweeteval" / "emotion" / "train_text.txt").read_text().splitlines()[:400]
+    texts = [o["output"].lower() for o in gsm8k[:400]] + tweets + ["", "  ", "a" * 80 + "!!"]
+    texts += ["naïve café—don’t ×2 ½ 東京 \udc80 x", "x" * 40 + " " + "x" * 40]
+    toks = tokenize(texts)
+    for i, text in enumerate(texts):
+        py = TOKEN.findall(text)
+        sl = toks.of(i)
+        assert toks.lens[sl].tolist() == [len(t) for t in py], text
+        assert toks.word[sl].tolist() == [t[0].isalnum() or t[0] == "_" for t in py], text
+        alone = tokenize(py)  # each token as a text of its own
+        assert np.array_equal(alone.hashes, toks.hashes[sl]), text
+    assert len(np.unique(toks.hashes)) > 3000  # distinct tokens get distinct hashes

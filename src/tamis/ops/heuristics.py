@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tamis.ops import ngrams
+from tamis.ops import ngrams, tokens
 from tamis.ops.base import Operator, Param, Reason, joined, prompt_roles, register
 from tamis.records.model import Record
 
@@ -247,12 +247,12 @@ def _line_signals(text: str) -> dict[str, float]:
     }
 
 
-def ngram_repetition(word_lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+def ngram_repetition(word_lists: list[list[str]] | ngrams.Flat) -> tuple[np.ndarray, np.ndarray]:
     """Gopher's top 2-4-gram share and duplicate 5/10-gram share, for a batch at once.
 
     An empty list means "not checked" and scores 0.
     """
-    flat = ngrams.flatten(word_lists)
+    flat = word_lists if isinstance(word_lists, ngrams.Flat) else ngrams.flatten(word_lists)
     counts = flat.counts
     top = np.zeros(flat.n_records)
     for n in (2, 3, 4):
@@ -290,32 +290,76 @@ def _truncation(text: str) -> float:
     return 0.0
 
 
-TOKEN = re.compile(r"\w+|[^\w\s]+")  # a token starts with a word character or is a symbol run
-SYMBOLS = re.compile(r"[^\w\s]")
-
-
-def _words(tokens: list[str]) -> list[str]:
-    """The word tokens (what `\\w+` finds) among TOKEN's tokens."""
-    return [t for t in tokens if not SYMBOLS.match(t)]
-
-
-def _count_words(tokens: list[str]) -> int:
-    return sum(1 for t in tokens if not SYMBOLS.match(t))
-
-
-def copy_overlap(prompts: list[list[str]], answers: list[list[str]]) -> np.ndarray:
+def copy_overlap(
+    prompts: list[list[str]] | ngrams.Flat,
+    answers: list[list[str]] | ngrams.Flat,
+    short: list[tuple[list[str], list[str]]] | None = None,
+) -> np.ndarray:
     """Share of each answer's token 3-grams (words and symbol runs) that stand in its prompt.
 
     Symbols count, so a code fix that changes `=` to `>=` is not a copy. Answers under 3 tokens
-    count as a copy when they stand whole in the prompt.
+    count as a copy when they stand whole in the prompt. Given hashed tokens (Flat), `short` gives
+    (prompt tokens, answer tokens) as strings for the answers under 3 tokens, in order.
     """
-    share, total = ngrams.contained_frac(
-        ngrams.flatten(answers, lengths=False), ngrams.flatten(prompts, lengths=False), 3
-    )
-    for i in np.flatnonzero(total == 0):
-        aw = answers[i]
-        share[i] = 1.0 if aw and " ".join(aw) in " ".join(prompts[i]) else 0.0
+    a = answers if isinstance(answers, ngrams.Flat) else ngrams.flatten(answers, lengths=False)
+    b = prompts if isinstance(prompts, ngrams.Flat) else ngrams.flatten(prompts, lengths=False)
+    share, total = ngrams.contained_frac(a, b, 3)
+    few = np.flatnonzero(total == 0)
+    if short is None:
+        short = [(prompts[i], answers[i]) for i in few]  # type: ignore[index]
+    for i, (pw, aw) in zip(few, short, strict=True):
+        share[i] = 1.0 if aw and " ".join(aw) in " ".join(pw) else 0.0
     return share
+
+
+def _flat(toks: tokens.Tokens, select: np.ndarray, n_records: int) -> ngrams.Flat:
+    """The tokens where `select` holds, per record (text i of `toks` is record i), as a Flat."""
+    rec = np.repeat(np.arange(n_records, dtype=np.int64), toks.counts())[select]
+    starts = np.zeros(n_records + 1, np.int64)
+    np.cumsum(np.bincount(rec, minlength=n_records), out=starts[1:])
+    return ngrams.Flat(toks.hashes[select], toks.lens[select], rec, starts, n_records)
+
+
+def _any_in(toks: tokens.Tokens, words: np.ndarray, n: int) -> np.ndarray:
+    """Per text: whether any of its tokens is one of `words` (hashes)."""
+    rec = np.repeat(np.arange(n, dtype=np.int64), toks.counts())
+    return np.bincount(rec, weights=ngrams.isin(toks.hashes, words), minlength=n) > 0
+
+
+def _text_of(toks: tokens.Tokens) -> np.ndarray:
+    return np.repeat(np.arange(len(toks.starts) - 1, dtype=np.int64), toks.counts())
+
+
+def _merge(a: ngrams.Flat, b: ngrams.Flat, use_a: np.ndarray) -> ngrams.Flat:
+    """Per record, the tokens of `a` where use_a holds, else those of `b` (one is empty)."""
+    if not len(b.ids) or not len(a.ids):
+        return a if len(a.ids) else b
+    rec = np.concatenate([a.rec, b.rec])
+    order = np.argsort(rec, kind="stable")
+    starts = a.starts + b.starts
+    return ngrams.Flat(
+        np.concatenate([a.ids, b.ids])[order],
+        np.concatenate([a.lens, b.lens])[order],
+        rec[order],
+        starts,
+        a.n_records,
+    )
+
+
+_HASHED: dict[str, np.ndarray] = {}
+
+
+def _hashed(name: str) -> np.ndarray:
+    """The token hashes of a word list, made once per process."""
+    if name not in _HASHED:
+        words = {
+            "media": MEDIA_TOKENS,
+            "docs": DOC_TOKENS,
+            "fulfil": FULFIL_TOKENS,
+            "boilerplate": BOILERPLATE_TOKENS,
+        }[name]
+        _HASHED[name] = tokens.hash_words(words)
+    return _HASHED[name]
 
 
 @register
@@ -388,43 +432,78 @@ class Heuristics(Operator):
     }
 
     def compute(self, records: list[Record]) -> list[dict[str, Any]]:
-        sigs, mains, prompts, answers = [], [], [], []
-        for r in records:
-            sig, main_words, ptoks, atoks = self._one(r)
-            sigs.append(sig)
-            mains.append(main_words)
-            prompts.append(ptoks)
-            answers.append(atoks)
-        # the n-gram work runs over the whole batch as array operations
-        top, dup = ngram_repetition(mains)
-        copy = copy_overlap(prompts, answers)
-        for i, sig in enumerate(sigs):
+        n = len(records)
+        texts = [self._texts(r) for r in records]
+        # every prompt and answer tokenised at once, as hashes (see tokens.py)
+        ptok = tokens.tokenize([t[0].lower() for t in texts])
+        atok = tokens.tokenize([t[1].lower() if t[2] else "" for t in texts])
+        has_answer = np.array([t[2] for t in texts], bool)
+        pwords = np.bincount(_text_of(ptok), weights=ptok.word, minlength=n).astype(np.int64)
+        awords = np.bincount(_text_of(atok), weights=atok.word, minlength=n).astype(np.int64)
+        mwords = np.where(has_answer, awords, pwords)
+        checked = mwords >= self.p["repetition_min_words"]
+        # the words checked for repetition: the answer's, or the prompt's when there is none
+        main = np.where(has_answer[_text_of(atok)], atok.word, False) & checked[_text_of(atok)]
+        mains_a = _flat(atok, main, n)
+        main_p = ~has_answer[_text_of(ptok)] & ptok.word & checked[_text_of(ptok)]
+        mains_p = _flat(ptok, main_p, n)
+        top, dup = ngram_repetition(_merge(mains_a, mains_p, has_answer))
+        aflat = _flat(atok, np.ones(len(atok.hashes), bool), n)
+        pflat = _flat(ptok, has_answer[_text_of(ptok)], n)  # no copy check without an answer
+        few = np.flatnonzero(aflat.counts < 3)
+        short = [
+            (tokens.TOKEN.findall(texts[i][0].lower()), tokens.TOKEN.findall(texts[i][1].lower()))
+            if has_answer[i]
+            else ([], [])
+            for i in few
+        ]
+        copy = copy_overlap(pflat, aflat, short)
+        media = _any_in(ptok, _hashed("media"), n)
+        docs = _any_in(ptok, _hashed("docs"), n)
+        fulfil = _any_in(ptok, _hashed("fulfil"), n)
+        boiler = _any_in(atok, _hashed("boilerplate"), n)
+        sigs = []
+        for i, r in enumerate(records):
+            prompt, answer, has, has_input = texts[i]
+            sig = self._one(r, prompt, answer, has, has_input, media[i], docs[i], fulfil[i])
+            sig["words_prompt"] = int(pwords[i])
+            sig["words_answer"] = int(awords[i]) if has else 0
+            sig["boilerplate"] = bool(has and boiler[i] and BOILERPLATE.search(answer))
             sig["top_ngram_frac"] = float(top[i])
             sig["dup_ngram_frac"] = float(dup[i])
-            if sig["copy_overlap"] is None:
-                sig["copy_overlap"] = float(copy[i])
+            sig["copy_overlap"] = float(copy[i]) if has else 0.0
+            sigs.append(sig)
         return sigs
 
-    def _one(self, record: Record) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
-        """The per-record signals; n-gram ones are filled in over the batch by compute().
-
-        Also returns the words checked for repetition and the prompt's and answer's tokens.
-        """
-        prompt = joined(record, prompt_roles(record))
-        answer = joined(record, ("assistant",))
+    @staticmethod
+    def _texts(record: Record) -> tuple[str, str, bool, bool]:
+        """The prompt and the answer text, whether there is an answer and a non-empty input."""
         has_answer = any(t.role == "assistant" for t in record.turns)
+        has_input = any(
+            t.path[-1] == "input" and isinstance(t.content, str) and t.content.strip()
+            for t in record.turns
+        )
+        return (
+            joined(record, prompt_roles(record)),
+            joined(record, ("assistant",)),
+            has_answer,
+            has_input,
+        )
+
+    def _one(
+        self,
+        record: Record,
+        prompt: str,
+        answer: str,
+        has_answer: bool,
+        has_input: bool,
+        media: bool,
+        docs: bool,
+        fulfil: bool,
+    ) -> dict[str, Any]:
+        """The per-record signals that need no tokens (token ones are filled in by compute)."""
         main = answer if has_answer else prompt
-        # one tokenisation per text: words are the tokens that start with a word character
-        ptoks = TOKEN.findall(prompt.lower())
-        atoks = TOKEN.findall(answer.lower()) if has_answer else []
-        main_words = _words(atoks if has_answer else ptoks)
-        wa, wp = (len(main_words), _count_words(ptoks)) if has_answer else (0, len(main_words))
-        sig: dict[str, Any] = {
-            "chars_prompt": len(prompt),
-            "chars_answer": len(answer),
-            "words_prompt": wp,
-            "words_answer": wa,
-        }
+        sig: dict[str, Any] = {"chars_prompt": len(prompt), "chars_answer": len(answer)}
         sig.update(_line_signals(main))
         b = main.encode("utf-8", "surrogatepass")
         sig["symbol_ratio"] = len(b.translate(None, SYMBOL_DELETE)) / len(b) if b else 0.0
@@ -432,30 +511,15 @@ class Heuristics(Operator):
         sig["merged_instructions"] = (
             len(MERGED.findall(answer)) if has_answer and ":" in answer else 0
         )
-        has_input = any(
-            t.path[-1] == "input" and isinstance(t.content, str) and t.content.strip()
-            for t in record.turns
-        )
-        pset = set(ptoks)
         sig["unseen_reference"] = bool(
-            (not MEDIA_TOKENS.isdisjoint(pset) and UNSEEN_MEDIA.search(prompt))
-            or (not has_input and not DOC_TOKENS.isdisjoint(pset) and UNSEEN_DOC.search(prompt))
+            (media and UNSEEN_MEDIA.search(prompt))
+            or (not has_input and docs and UNSEEN_DOC.search(prompt))
             or self._bare_url_input(record, prompt, answer)
         )
-        sig["cannot_fulfil"] = bool(
-            not FULFIL_TOKENS.isdisjoint(pset) and CANNOT_FULFIL.search(prompt)
-        )
-        sig["boilerplate"] = bool(
-            has_answer and not BOILERPLATE_TOKENS.isdisjoint(atoks) and BOILERPLATE.search(answer)
-        )
+        sig["cannot_fulfil"] = bool(fulfil and CANNOT_FULFIL.search(prompt))
         sig["refusal"] = bool(REFUSAL.search(answer)) if has_answer else False
         sig["truncation"] = _truncation(answer) if has_answer else 0.0
-        sig["copy_overlap"] = None if has_answer else 0.0  # filled in by compute()
-        if len(main_words) < self.p["repetition_min_words"]:
-            main_words = []
-        if not has_answer:
-            ptoks = []  # no copy check without an answer
-        return sig, main_words, ptoks, atoks
+        return sig
 
     @staticmethod
     def _bare_url_input(record: Record, prompt: str, answer: str) -> bool:

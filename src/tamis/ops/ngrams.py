@@ -145,6 +145,10 @@ def isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros(len(a), bool)
     if not len(a) or not len(b):
         return out
+    if len(b) <= 32:  # a few values (a word list): one comparison pass each beats sorting
+        for v in np.unique(b):
+            out |= a == v
+        return out
     sb = np.sort(b)
     order = np.argsort(a)
     sa = a[order]
