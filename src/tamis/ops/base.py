@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from tamis.errors import RecipeError
 from tamis.records.model import Record, Turn
 
@@ -106,19 +108,28 @@ class Decisions:
     dup_of: Any = None  # int64 position of the record each duplicates
     detail: list[str] | None = None
 
+    _lists: Any = field(default=None, init=False, repr=False, compare=False)
+
     def reason_json(self, k: int, ids: Any) -> str:
         """`json.dumps(self.reason_at(k, ids).to_json())`, made directly: a data set with a
         million duplicates writes a million of these. `ids` gives raw JSON by `ids.raw(i)`."""
-        parts = [f'{{"op": {json.dumps(self.op)}, "reason": {json.dumps(self.reason)}']
-        if self.score is not None:
-            score = round(float(self.score[k]), 4)
+        if self._lists is None:  # Python lists once: indexing numpy arrays per call is slow
+            self._lists = (
+                f'{{"op": {json.dumps(self.op)}, "reason": {json.dumps(self.reason)}',
+                None if self.score is None else np.asarray(self.score, float).tolist(),
+                None if self.dup_of is None else np.asarray(self.dup_of).tolist(),
+            )
+        head, scores, dups = self._lists
+        parts = [head]
+        if scores is not None:
+            score = round(scores[k], 4)
             parts.append(
                 f', "score": {score!r}'
                 if math.isfinite(score)
                 else f', "score": {json.dumps(score)}'
             )
-        if self.dup_of is not None:
-            raw = ids.raw(int(self.dup_of[k]))
+        if dups is not None:
+            raw = ids.raw(dups[k])
             if raw != "null":
                 parts.append(f', "duplicate_of": {raw}')
         if self.detail is not None and self.detail[k]:

@@ -3,6 +3,8 @@ similar pairs, a keep policy, and the rows of `clusters.jsonl`."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -105,13 +107,24 @@ def decide_clusters(
     order = np.lexsort((members, first[labels[members]]))
     n_clusters = int(len(np.unique(labels[members]))) if len(members) else 0
 
-    def rows() -> Iterator[dict[str, Any]]:
+    def rows() -> Iterator[dict[str, Any] | str]:
         m_sorted, k_sorted, s_sorted = members[order], keeper[order], sim[order]
         if not len(m_sorted):
             return
         lab_sorted = labels[m_sorted]
         starts = np.flatnonzero(np.concatenate([[True], lab_sorted[1:] != lab_sorted[:-1]]))
         ends = np.concatenate([starts[1:], [len(m_sorted)]])
+        if hasattr(ids, "raw"):  # the id table: write each row as JSON text straight away
+            yield from _rows_json(
+                op,
+                ids,
+                m_sorted.tolist(),
+                k_sorted.tolist(),
+                s_sorted.tolist(),
+                starts.tolist(),
+                ends.tolist(),
+            )
+            return
         for n, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             yield {
                 "cluster": f"{op}:{n}",
@@ -128,6 +141,32 @@ def decide_clusters(
     ctx.notes["clusters"] = n_clusters
     ctx.notes["records_in_clusters"] = int(len(members))
     return Decisions(op, reason, members[drop], sim[drop], keeper[drop])
+
+
+def _rows_json(
+    op: str,
+    ids: Any,
+    members: list[int],
+    keepers: list[int],
+    sims: list[float],
+    starts: list[int],
+    ends: list[int],
+) -> Iterator[str]:
+    """Cluster rows as the JSON text `dumps(row)` would give, without decoding ids."""
+    op_json = json.dumps(op)
+    for n, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        listed = ", ".join(
+            f'{{"id": {ids.raw(m)}, "similarity": {_number(round(x, 4))}}}'
+            for m, x in zip(members[a:b], sims[a:b], strict=True)
+        )
+        yield (
+            f'{{"cluster": {json.dumps(f"{op}:{n}", ensure_ascii=False)}, "size": {b - a}, '
+            f'"op": {op_json}, "kept": {ids.raw(keepers[a])}, "members": [{listed}]}}'
+        )
+
+
+def _number(x: float) -> str:
+    return repr(x) if math.isfinite(x) else json.dumps(x)
 
 
 class _Chain:

@@ -525,8 +525,8 @@ def _write_outputs(
         tmp_path = os.path.join(out, f".{name}.tmp")
         with open(tmp_path, "w", encoding="utf-8") as fa:
             for rows in parts:
-                for row in rows:
-                    fa.write(dumps(row) + "\n")
+                for row in rows:  # dicts, or JSON text already made
+                    fa.write((row if isinstance(row, str) else dumps(row)) + "\n")
         os.replace(tmp_path, os.path.join(out, name))
     pointer = [0] * len(decisions)
 
