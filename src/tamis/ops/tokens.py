@@ -5,6 +5,10 @@ Here a batch of ASCII texts is one byte array: each byte is classed (word, symbo
 lookup table, tokens are the runs of one class, and each is hashed by array operations, so no
 token becomes a Python object. Texts with other characters (Unicode word classes) are tokenised by
 the regex and hashed the same way. The result is what `TOKEN.findall` gives, as hashes.
+
+(`shingles.py` splits words from bytes too, for MinHash, where hashes must agree across processes
+and non-ASCII bytes may count as word bytes; here they need not agree across processes, and must
+match the regex exactly, symbol runs included.)
 """
 
 from __future__ import annotations
