@@ -187,3 +187,22 @@ def test_batch_tokens_are_the_regex_tokens(gsm8k) -> None:
         alone = tokenize(py)  # each token as a text of its own
         assert np.array_equal(alone.hashes, toks.hashes[sl]), text
     assert len(np.unique(toks.hashes)) > 3000  # distinct tokens get distinct hashes
+
+
+def test_language_catches_real_translations_and_keeps_english(gsm8k) -> None:
+    """Off-language records made of real translations (this machine's gettext catalogues) are
+    caught at the default threshold; real English records are kept."""
+    from tamis.testing.defects import off_language_records, system_translations
+
+    translations = system_translations(enough=300, languages=("de", "fr", "ru", "ja"))
+    if len(translations) < 4:
+        pytest.skip("no gettext catalogues for de/fr/ru/ja on this machine")
+    foreign = off_language_records(translations, 25, seed=1)
+    recs = [_rec({k: v for k, v in o.items() if k != "id"}) for o in foreign]
+    english = [_rec(o) for o in gsm8k[:200]]
+    op = get_operator("language")()
+    op.setup()
+    caught = [bool(op.decide(r, s)) for r, s in zip(recs, op.compute(recs), strict=True)]
+    dropped = [bool(op.decide(r, s)) for r, s in zip(english, op.compute(english), strict=True)]
+    assert sum(caught) / len(caught) >= 0.85
+    assert not any(dropped)

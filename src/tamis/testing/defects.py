@@ -406,3 +406,63 @@ def corrupt_classification(
         [{"id": f"r{n}", **out[i]} for n, i in enumerate(order)],
         [truth[i] for i in order],
     )
+
+
+# --- off-language records from real translations ---------------------------------------------
+
+_FORMAT = re.compile(r"%(?:\d+\$)?[-+ #0]*\d*(?:\.\d+)?[hlLqjzt]*[a-zA-Z%]|\{[^}]*\}|<[^>]*>|&\w")
+
+
+def system_translations(
+    min_words: int = 6,
+    folders: tuple[str, ...] = ("/usr/share/locale",),
+    enough: int = 2000,
+    languages: tuple[str, ...] | None = None,
+) -> dict[str, list[str]]:
+    """Real human translations on this machine, by language: the messages of installed software's
+    gettext catalogues (`.mo`), format specifiers removed, sentences of `min_words` words or
+    more (catalogues are read until a language has `enough`). For off-language test records where
+    no multilingual data set is at hand; empty on a machine without catalogues. Languages are ISO
+    639-1 codes (`pt_BR` counts as `pt`)."""
+    import gettext
+    from pathlib import Path
+
+    found: dict[str, set[str]] = {}
+    for folder in folders:
+        for mo in sorted(Path(folder).glob("*/LC_MESSAGES/*.mo")):
+            lang = mo.parts[-3].split("_")[0].split("@")[0].split(".")[0]
+            if lang in ("en", "C") or len(lang) != 2 or len(found.get(lang, ())) >= enough:
+                continue
+            if languages is not None and lang not in languages:
+                continue
+            try:
+                with open(mo, "rb") as fh:
+                    catalog = gettext.GNUTranslations(fh)._catalog  # type: ignore[attr-defined]
+            except (OSError, ValueError, LookupError):  # unreadable or odd encodings
+                continue
+            for key, text in catalog.items():
+                if not key or not isinstance(text, str) or text == key:
+                    continue  # the header, or an untranslated message
+                text = " ".join(_FORMAT.sub(" ", text).replace("_", "").split())
+                text = "".join(c for c in text if c.isprintable())
+                words = [w for w in text.split() if any(c.isalpha() for c in w)]
+                if len(words) >= min_words and len(words) >= 0.7 * len(text.split()):
+                    found.setdefault(lang, set()).add(text)
+    return {lang: sorted(texts) for lang, texts in sorted(found.items())}
+
+
+def off_language_records(
+    translations: dict[str, list[str]], per_language: int, seed: int = 0
+) -> list[Obj]:
+    """Alpaca records whose instruction and answer are real messages in one other language
+    (`id` "<lang>:<n>"), `per_language` for each language with enough messages."""
+    rng = random.Random(seed)
+    out = []
+    for lang, texts in translations.items():
+        if len(texts) < 3 * per_language:
+            continue
+        picked = rng.sample(texts, 3 * per_language)
+        for n in range(per_language):
+            a, b, c = picked[3 * n : 3 * n + 3]
+            out.append({"id": f"{lang}:{n}", "instruction": a, "input": "", "output": f"{b} {c}"})
+    return out
