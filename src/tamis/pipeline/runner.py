@@ -25,8 +25,6 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tamis.errors import TamisError
 from tamis.ops.base import CrossContext, Decisions, Operator, Reason
@@ -201,7 +199,11 @@ def _manifest(reader: Reader, recipe: Recipe, batch_size: int, opts: dict[str, A
     }
 
 
-def _schema(ops: list[Operator]) -> pa.Schema:
+def _schema(ops: list[Operator]) -> Any:
+    """The Arrow schema of signals.parquet. (Arrow is imported here and in _write_outputs, in the
+    main process only: workers never need it, and it costs each ~40 MB.)"""
+    import pyarrow as pa
+
     cols = [("id", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("kept", pa.bool_())]
     for op in ops:
         if op.is_filter:
@@ -557,6 +559,9 @@ def _write_outputs(
     q_errors: Counter[str] = Counter()
     pos = 0
     fh = {n: open(tmp[n], "w", encoding="utf-8") for n in OUTPUTS if n.endswith(".jsonl")}  # noqa: SIM115
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     writer = pq.ParquetWriter(tmp["signals.parquet"], schema)
     try:
         for b in range(n_batches):
