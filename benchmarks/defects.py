@@ -18,6 +18,7 @@ from pathlib import Path
 
 from _report import write_section
 
+from tamis.pipeline.recipe import Recipe
 from tamis.pipeline.runner import clean
 from tamis.records.io import write_objects
 from tamis.testing import DEFECTS, inject_defects
@@ -30,10 +31,30 @@ SETS = {
 }
 
 
-def run(name: str, file: str, n: int, seed: int) -> tuple[Counter, Counter, int, int]:
+DEDUP = {"exact_dedup/duplicate", "minhash_dedup/near_duplicate"}
+
+
+def source_duplicates(objs: list[dict], tmp: str) -> set[str]:
+    """Ids ("r<i>") of records that already have a (near-)duplicate in the undamaged data: real
+    data sets hold some, and dropping them is a finding, not a false drop."""
+    src = f"{tmp}/source.jsonl"
+    write_objects([{"id": f"r{i}", **o} for i, o in enumerate(objs)], src)
+    recipe = Recipe.from_dict(
+        {"name": "dedup", "ops": [{"exact_dedup": {}}, {"minhash_dedup": {}}]}
+    )
+    res = clean(src, f"{tmp}/source", recipe, workers=2)
+    found: set[str] = set()
+    with open(res.files["clusters.jsonl"]) as fh:
+        for line in fh:
+            found.update(m["id"] for m in json.loads(line)["members"])
+    return found
+
+
+def run(name: str, file: str, n: int, seed: int) -> tuple[Counter, Counter, int, int, int]:
     objs = json.loads((DATA / file).read_text())[:n]
     damaged, truth = inject_defects(objs, rate=0.3, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
+        in_source = source_duplicates(objs, tmp)
         src = f"{tmp}/{name}.jsonl"
         write_objects(damaged, src)
         res = clean(src, f"{tmp}/out", workers=2)
@@ -49,16 +70,20 @@ def run(name: str, file: str, n: int, seed: int) -> tuple[Counter, Counter, int,
                     {f"change:{c['op']}", f"change:{c['op']}/{c['fix']}"}
                 )
     injected, hit = Counter(), Counter()
-    clean_n = false_drops = 0
+    clean_n = false_drops = source_dups = 0
     for obj, label in zip(damaged, truth, strict=True):
         got = found.get(obj["id"], set())
         if label is None:
             clean_n += 1
-            false_drops += any(not g.startswith("change:") for g in got)
+            drops = {g for g in got if not g.startswith("change:")}
+            if drops and drops <= DEDUP and obj["id"] in in_source:
+                source_dups += 1  # a duplicate the real data already had
+            elif drops:
+                false_drops += 1
             continue
         injected[label] += 1
         hit[label] += DEFECTS[label][1] in got
-    return injected, hit, clean_n, false_drops
+    return injected, hit, clean_n, false_drops, source_dups
 
 
 def main() -> None:
@@ -66,10 +91,12 @@ def main() -> None:
     injected, hit = Counter(), Counter()
     rows = []
     for i, (name, file) in enumerate(SETS.items()):
-        inj, h, clean_n, fd = run(name, file, n, seed=i)
+        inj, h, clean_n, fd, dups = run(name, file, n, seed=i)
         injected.update(inj)
         hit.update(h)
-        rows.append(f"| {name} | {sum(inj.values())} | {clean_n} | {fd} | {fd / clean_n:.2%} |")
+        rows.append(
+            f"| {name} | {sum(inj.values())} | {clean_n} | {dups} | {fd} | {fd / clean_n:.2%} |"
+        )
     lines = [
         f"Default recipe; {n} records per set, 30% damaged (one defect each, fixed seeds).",
         "",
@@ -83,9 +110,15 @@ def main() -> None:
         )
     lines += [
         "",
-        "| data set | damaged | untouched | untouched dropped | false-drop rate |",
-        "|---|---:|---:|---:|---:|",
+        "| data set | damaged | untouched | dropped as duplicates the data already had "
+        "| other untouched dropped | false-drop rate |",
+        "|---|---:|---:|---:|---:|---:|",
         *rows,
+        "",
+        "Real data sets hold duplicates of their own (GPTeacher code-gen asks for the factorial in "
+        "C++ several times): an untouched record dropped only by exact or near dedup, whose "
+        "cluster already exists in the undamaged data, is counted apart; the false-drop rate "
+        "counts the rest.",
     ]
     table = "\n".join(lines)
     print(table)

@@ -150,3 +150,30 @@ def test_optimal_param_matches_text_dedup_rule() -> None:
     for t, n in [(0.7, 64), (0.5, 32), (0.8, 64)]:
         assert lsh.optimal_param(t, n) == reference(t, n)
     assert lsh.optimal_param(0.7, 256) == (25, 10)  # text-dedup's defaults
+
+
+def test_a_chain_of_similar_pairs_drops_only_what_is_like_the_keeper(tmp_path: Path) -> None:
+    """Stars, not chains: on real GPTeacher code-gen (which asks for the factorial in C++ several
+    times) every record dropped as a near-duplicate is at least `threshold` like its keeper,
+    while the connected components (for splits) still join the chains."""
+    from tamis.ops.clusters import star_clusters
+    from tamis.ops.near_dedup import near_duplicate_clusters
+
+    # a ~ b ~ c, a not ~ c: b goes with a, c stays
+    labels = star_clusters(4, np.array([[0, 1], [1, 2]]), np.arange(4))
+    assert labels.tolist() == [0, 0, 2, 3]
+    data = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "instruct"
+    objs = json.loads((data / "gpteacher_codegen_instruct.json").read_text())[:1500]
+    src = tmp_path / "cg.jsonl"
+    src.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    res = clean(str(src), str(tmp_path / "out"), "sft", workers=1, use_cache=False)
+    scores = [
+        r["score"]
+        for line in Path(res.files["rejected.jsonl"]).read_text().splitlines()
+        for r in json.loads(line)["reasons"]
+        if r["op"] == "minhash_dedup"
+    ]
+    assert len(scores) >= 10 and min(scores) >= 0.5
+    texts = ["\n".join(str(v) for v in o.values() if v) for o in objs]
+    groups = near_duplicate_clusters(texts)
+    assert len(np.unique(groups)) < len(objs) - len(scores)  # chains joined for splits

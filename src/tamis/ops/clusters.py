@@ -1,5 +1,6 @@
-"""Duplicate clusters shared by exact, near (MinHash) and semantic dedup: connected components of
-similar pairs, a keep policy, and the rows of `clusters.jsonl`."""
+"""Duplicate clusters shared by exact, near (MinHash) and semantic dedup: connected components
+(what must never be split apart, e.g. across train/test) or stars (what may be dropped: each
+member similar to its keeper) of similar pairs, a keep policy, and the rows of `clusters.jsonl`."""
 
 from __future__ import annotations
 
@@ -35,6 +36,57 @@ def components(n: int, pairs: np.ndarray) -> np.ndarray:
             if np.array_equal(up, parent):
                 break
             parent = up
+
+
+def priority(
+    n: int,
+    alive: np.ndarray,
+    keep: str,
+    lengths: np.ndarray | None = None,
+    score: np.ndarray | None = None,
+) -> np.ndarray:
+    """Record indices, the one to keep first: alive before dropped, then the policy (`first`:
+    input order, `longest`, `best` score), ties to the first."""
+    if keep == "first":
+        second = np.zeros(n)
+    elif keep == "longest":
+        assert lengths is not None
+        second = -np.asarray(lengths).astype(float)
+    else:
+        assert score is not None
+        s = np.asarray(score).astype(float)
+        second = -np.where(np.isnan(s), -np.inf, s)
+    idx = np.arange(n)
+    return np.lexsort((idx, second, ~np.asarray(alive, bool)))
+
+
+def star_clusters(n: int, pairs: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Cluster label per record, each cluster a star: taking records in `order` (keep priority),
+    an unclaimed record becomes a centre and claims its unclaimed direct neighbours.
+
+    Unlike connected components, a chain a~b~c with a and c unlike each other does not put c
+    with a: every record dropped is similar (a verified pair) to the record kept. Labels are the
+    centre's index."""
+    labels = np.arange(n)
+    if not len(pairs):
+        return labels
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    both = both[np.argsort(both[:, 0], kind="stable")]
+    starts = np.searchsorted(both[:, 0], np.arange(n + 1))
+    nbr = both[:, 1].tolist()
+    claimed = np.zeros(n, bool)
+    has = np.zeros(n, bool)
+    has[both[:, 0]] = True
+    bounds = starts.tolist()
+    for c in order[has[order]].tolist():  # records without pairs stay alone
+        if claimed[c]:
+            continue
+        claimed[c] = True
+        for v in nbr[bounds[c] : bounds[c + 1]]:
+            if not claimed[v]:
+                claimed[v] = True
+                labels[v] = c
+    return labels
 
 
 def check_policy(op: str, keep: str, best_by: str | None) -> None:

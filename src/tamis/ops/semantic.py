@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tamis.ops.base import CrossContext, Operator, Param, Reason, register
-from tamis.ops.clusters import check_policy, components, decide_clusters
+from tamis.ops.clusters import check_policy, decide_clusters, priority, star_clusters
 from tamis.records.model import Record
 
 EXACT_LIMIT = 20_000
@@ -121,8 +121,9 @@ class SemanticDedup(Operator):
                 "search": "exact" if n <= self.p["exact_limit"] else "hnsw",
             }
         )
-        labels = components(n, pairs)
         score = ctx.signals.get(self.p["best_by"]) if self.p["keep"] == "best" else None
+        # stars, not connected components: each record dropped is similar to the one kept
+        labels = star_clusters(n, pairs, priority(n, ctx.alive, self.p["keep"], keys, score))
         return decide_clusters(
             self.name,
             "semantic_duplicate",
