@@ -5,8 +5,8 @@ Keys are computed while streaming, a batch at a time with numpy (`shingles`, `ls
 75,000 records, ~192 MB for 750,000; read from the spills into one array), plus, with
 `verify: exact`, the record's shingle hashes (8 bytes a shingle). The decision runs once over
 all keys: records with identical signatures are linked directly, candidate pairs of the rest come
-from LSH bands, each pair's Jaccard similarity is checked, clusters form by union-find, and a keep
-policy chooses the record kept.
+from LSH bands, each pair's Jaccard similarity is checked, and clusters form as stars around the
+records a keep policy prefers (each member similar to the record kept).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def record_text(record: Record) -> str:
 class MinHashDedup(Operator):
     name = "minhash_dedup"
     description = (
-        "near-duplicates by MinHash LSH over word or character n-grams; clusters by union-find, "
+        "near-duplicates by MinHash LSH over word or character n-grams; clusters as stars, "
         "keep policy first/longest/best; writes clusters.jsonl"
     )
     params = {
