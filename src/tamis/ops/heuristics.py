@@ -314,7 +314,7 @@ def copy_overlap(
 
 def _flat(toks: tokens.Tokens, select: np.ndarray, n_records: int) -> ngrams.Flat:
     """The tokens where `select` holds, per record (text i of `toks` is record i), as a Flat."""
-    rec = np.repeat(np.arange(n_records, dtype=np.int64), toks.counts())[select]
+    rec = toks.text_of[select]
     starts = np.zeros(n_records + 1, np.int64)
     np.cumsum(np.bincount(rec, minlength=n_records), out=starts[1:])
     return ngrams.Flat(toks.hashes[select], toks.lens[select], rec, starts, n_records)
@@ -322,12 +322,7 @@ def _flat(toks: tokens.Tokens, select: np.ndarray, n_records: int) -> ngrams.Fla
 
 def _any_in(toks: tokens.Tokens, words: np.ndarray, n: int) -> np.ndarray:
     """Per text: whether any of its tokens is one of `words` (hashes)."""
-    rec = np.repeat(np.arange(n, dtype=np.int64), toks.counts())
-    return np.bincount(rec, weights=ngrams.isin(toks.hashes, words), minlength=n) > 0
-
-
-def _text_of(toks: tokens.Tokens) -> np.ndarray:
-    return np.repeat(np.arange(len(toks.starts) - 1, dtype=np.int64), toks.counts())
+    return np.bincount(toks.text_of, weights=ngrams.isin(toks.hashes, words), minlength=n) > 0
 
 
 def _merge(a: ngrams.Flat, b: ngrams.Flat, use_a: np.ndarray) -> ngrams.Flat:
@@ -438,18 +433,18 @@ class Heuristics(Operator):
         ptok = tokens.tokenize([t[0].lower() for t in texts])
         atok = tokens.tokenize([t[1].lower() if t[2] else "" for t in texts])
         has_answer = np.array([t[2] for t in texts], bool)
-        pwords = np.bincount(_text_of(ptok), weights=ptok.word, minlength=n).astype(np.int64)
-        awords = np.bincount(_text_of(atok), weights=atok.word, minlength=n).astype(np.int64)
+        pwords = np.bincount(ptok.text_of, weights=ptok.word, minlength=n).astype(np.int64)
+        awords = np.bincount(atok.text_of, weights=atok.word, minlength=n).astype(np.int64)
         mwords = np.where(has_answer, awords, pwords)
         checked = mwords >= self.p["repetition_min_words"]
         # the words checked for repetition: the answer's, or the prompt's when there is none
-        main = np.where(has_answer[_text_of(atok)], atok.word, False) & checked[_text_of(atok)]
+        main = np.where(has_answer[atok.text_of], atok.word, False) & checked[atok.text_of]
         mains_a = _flat(atok, main, n)
-        main_p = ~has_answer[_text_of(ptok)] & ptok.word & checked[_text_of(ptok)]
+        main_p = ~has_answer[ptok.text_of] & ptok.word & checked[ptok.text_of]
         mains_p = _flat(ptok, main_p, n)
         top, dup = ngram_repetition(_merge(mains_a, mains_p, has_answer))
         aflat = _flat(atok, np.ones(len(atok.hashes), bool), n)
-        pflat = _flat(ptok, has_answer[_text_of(ptok)], n)  # no copy check without an answer
+        pflat = _flat(ptok, has_answer[ptok.text_of], n)  # no copy check without an answer
         few = np.flatnonzero(aflat.counts < 3)
         short = [
             (tokens.TOKEN.findall(texts[i][0].lower()), tokens.TOKEN.findall(texts[i][1].lower()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -49,6 +50,11 @@ class Tokens:
 
     def counts(self) -> np.ndarray:
         return np.diff(self.starts)
+
+    @cached_property
+    def text_of(self) -> np.ndarray:
+        """The text index of each token."""
+        return np.repeat(np.arange(len(self.starts) - 1, dtype=np.int64), self.counts())
 
 
 def tokenize(texts: list[str]) -> Tokens:
