@@ -93,6 +93,9 @@ class CrossContext:
     notes: dict[str, Any] = field(default_factory=dict)  # what the op reports in summary.json
 
 
+_CHUNK = 65536
+
+
 @dataclass
 class Decisions:
     """Compact cross-record decisions: the records at `pos` (sorted positions) are dropped.
@@ -108,28 +111,35 @@ class Decisions:
     dup_of: Any = None  # int64 position of the record each duplicates
     detail: list[str] | None = None
 
-    _lists: Any = field(default=None, init=False, repr=False, compare=False)
+    _chunk: Any = field(default=None, init=False, repr=False, compare=False)
 
     def reason_json(self, k: int, ids: Any) -> str:
         """`json.dumps(self.reason_at(k, ids).to_json())`, made directly: a data set with a
         million duplicates writes a million of these. `ids` gives raw JSON by `ids.raw(i)`."""
-        if self._lists is None:  # Python lists once: indexing numpy arrays per call is slow
-            self._lists = (
+        chunk = self._chunk
+        if chunk is None or not chunk[0] <= k < chunk[0] + _CHUNK:
+            # Python lists of a slice at a time: indexing numpy per call is slow, and lists of
+            # every position would cost ~60 bytes a duplicate
+            a = k - k % _CHUNK
+            chunk = self._chunk = (
+                a,
                 f'{{"op": {json.dumps(self.op)}, "reason": {json.dumps(self.reason)}',
-                None if self.score is None else np.asarray(self.score, float).tolist(),
-                None if self.dup_of is None else np.asarray(self.dup_of).tolist(),
+                None
+                if self.score is None
+                else np.asarray(self.score[a : a + _CHUNK], float).tolist(),
+                None if self.dup_of is None else np.asarray(self.dup_of[a : a + _CHUNK]).tolist(),
             )
-        head, scores, dups = self._lists
+        start, head, scores, dups = chunk
         parts = [head]
         if scores is not None:
-            score = round(scores[k], 4)
+            score = round(scores[k - start], 4)
             parts.append(
                 f', "score": {score!r}'
                 if math.isfinite(score)
                 else f', "score": {json.dumps(score)}'
             )
         if dups is not None:
-            raw = ids.raw(dups[k])
+            raw = ids.raw(dups[k - start])
             if raw != "null":
                 parts.append(f', "duplicate_of": {raw}')
         if self.detail is not None and self.detail[k]:

@@ -167,15 +167,7 @@ def decide_clusters(
         starts = np.flatnonzero(np.concatenate([[True], lab_sorted[1:] != lab_sorted[:-1]]))
         ends = np.concatenate([starts[1:], [len(m_sorted)]])
         if hasattr(ids, "raw"):  # the id table: write each row as JSON text straight away
-            yield from _rows_json(
-                op,
-                ids,
-                m_sorted.tolist(),
-                k_sorted.tolist(),
-                s_sorted.tolist(),
-                starts.tolist(),
-                ends.tolist(),
-            )
+            yield from _rows_json(op, ids, m_sorted, k_sorted, s_sorted, starts, ends)
             return
         for n, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             yield {
@@ -198,23 +190,32 @@ def decide_clusters(
 def _rows_json(
     op: str,
     ids: Any,
-    members: list[int],
-    keepers: list[int],
-    sims: list[float],
-    starts: list[int],
-    ends: list[int],
+    members: np.ndarray,
+    keepers: np.ndarray,
+    sims: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
 ) -> Iterator[str]:
-    """Cluster rows as the JSON text `dumps(row)` would give, without decoding ids."""
+    """Cluster rows as the JSON text `dumps(row)` would give, without decoding ids; a slice of
+    Python values at a time, so memory does not grow with the number of duplicates."""
     op_json = json.dumps(op)
-    for n, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        listed = ", ".join(
-            f'{{"id": {ids.raw(m)}, "similarity": {_number(round(x, 4))}}}'
-            for m, x in zip(members[a:b], sims[a:b], strict=True)
-        )
-        yield (
-            f'{{"cluster": {json.dumps(f"{op}:{n}", ensure_ascii=False)}, "size": {b - a}, '
-            f'"op": {op_json}, "kept": {ids.raw(keepers[a])}, "members": [{listed}]}}'
-        )
+    n = 0
+    for lo in range(0, len(starts), 4096):
+        st, en = starts[lo : lo + 4096].tolist(), ends[lo : lo + 4096].tolist()
+        m = members[st[0] : en[-1]].tolist()
+        s = sims[st[0] : en[-1]].tolist()
+        k = keepers[st].tolist()
+        base = st[0]
+        for a, b, keep in zip(st, en, k, strict=True):
+            listed = ", ".join(
+                f'{{"id": {ids.raw(mm)}, "similarity": {_number(round(x, 4))}}}'
+                for mm, x in zip(m[a - base : b - base], s[a - base : b - base], strict=True)
+            )
+            yield (
+                f'{{"cluster": {json.dumps(f"{op}:{n}", ensure_ascii=False)}, "size": {b - a}, '
+                f'"op": {op_json}, "kept": {ids.raw(keep)}, "members": [{listed}]}}'
+            )
+            n += 1
 
 
 def _number(x: float) -> str:
