@@ -247,12 +247,11 @@ def _line_signals(text: str) -> dict[str, float]:
     }
 
 
-def ngram_repetition(word_lists: list[list[str]] | ngrams.Flat) -> tuple[np.ndarray, np.ndarray]:
+def ngram_repetition(flat: ngrams.Flat) -> tuple[np.ndarray, np.ndarray]:
     """Gopher's top 2-4-gram share and duplicate 5/10-gram share, for a batch at once.
 
-    An empty list means "not checked" and scores 0.
+    A record without words means "not checked" and scores 0.
     """
-    flat = word_lists if isinstance(word_lists, ngrams.Flat) else ngrams.flatten(word_lists)
     counts = flat.counts
     top = np.zeros(flat.n_records)
     for n in (2, 3, 4):
@@ -291,22 +290,16 @@ def _truncation(text: str) -> float:
 
 
 def copy_overlap(
-    prompts: list[list[str]] | ngrams.Flat,
-    answers: list[list[str]] | ngrams.Flat,
-    short: list[tuple[list[str], list[str]]] | None = None,
+    prompts: ngrams.Flat, answers: ngrams.Flat, short: list[tuple[list[str], list[str]]]
 ) -> np.ndarray:
     """Share of each answer's token 3-grams (words and symbol runs) that stand in its prompt.
 
     Symbols count, so a code fix that changes `=` to `>=` is not a copy. Answers under 3 tokens
-    count as a copy when they stand whole in the prompt. Given hashed tokens (Flat), `short` gives
-    (prompt tokens, answer tokens) as strings for the answers under 3 tokens, in order.
+    count as a copy when they stand whole in the prompt: `short` gives (prompt tokens, answer
+    tokens) as strings for those answers, in order.
     """
-    a = answers if isinstance(answers, ngrams.Flat) else ngrams.flatten(answers, lengths=False)
-    b = prompts if isinstance(prompts, ngrams.Flat) else ngrams.flatten(prompts, lengths=False)
-    share, total = ngrams.contained_frac(a, b, 3)
+    share, total = ngrams.contained_frac(answers, prompts, 3)
     few = np.flatnonzero(total == 0)
-    if short is None:
-        short = [(prompts[i], answers[i]) for i in few]  # type: ignore[index]
     for i, (pw, aw) in zip(few, short, strict=True):
         share[i] = 1.0 if aw and " ".join(aw) in " ".join(pw) else 0.0
     return share
@@ -325,8 +318,8 @@ def _any_in(toks: tokens.Tokens, words: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(toks.text_of, weights=ngrams.isin(toks.hashes, words), minlength=n) > 0
 
 
-def _merge(a: ngrams.Flat, b: ngrams.Flat, use_a: np.ndarray) -> ngrams.Flat:
-    """Per record, the tokens of `a` where use_a holds, else those of `b` (one is empty)."""
+def _merge(a: ngrams.Flat, b: ngrams.Flat) -> ngrams.Flat:
+    """Per record, the tokens of `a` and of `b` (one of the two is empty for each record)."""
     if not len(b.ids) or not len(a.ids):
         return a if len(a.ids) else b
     rec = np.concatenate([a.rec, b.rec])
@@ -442,7 +435,7 @@ class Heuristics(Operator):
         mains_a = _flat(atok, main, n)
         main_p = ~has_answer[ptok.text_of] & ptok.word & checked[ptok.text_of]
         mains_p = _flat(ptok, main_p, n)
-        top, dup = ngram_repetition(_merge(mains_a, mains_p, has_answer))
+        top, dup = ngram_repetition(_merge(mains_a, mains_p))
         aflat = _flat(atok, np.ones(len(atok.hashes), bool), n)
         pflat = _flat(ptok, has_answer[ptok.text_of], n)  # no copy check without an answer
         few = np.flatnonzero(aflat.counts < 3)

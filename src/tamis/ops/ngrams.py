@@ -1,17 +1,15 @@
 """Vectorised n-gram statistics over a whole batch of token lists at once (numpy).
 
 Per-record Python loops over n-grams cost ~100 us a record; hashing every token once and doing the
-n-gram work as array operations over the batch costs a few. Tokens are hashed with Python's own
-string hash (cached on the string, stable within a process), n-grams by multiply-xor mixing into
-64 bits, with the record index mixed in so that equal n-grams of different records never meet.
-Collisions at 64 bits are negligible at batch sizes. Results never depend on the hash seed.
+n-gram work as array operations over the batch costs a few. Tokens come hashed (`tokens.py`),
+n-grams are mixed from them by multiply-xor into 64 bits, with the record index mixed in so that
+equal n-grams of different records never meet. Collisions at 64 bits are negligible at batch
+sizes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
 
@@ -46,23 +44,6 @@ class Flat:
     @property
     def counts(self) -> np.ndarray:
         return np.diff(self.starts)
-
-
-def flatten(token_lists: Sequence[Sequence[str]], lengths: bool = True) -> Flat:
-    """Hash every token of a batch into flat arrays (with token lengths when asked)."""
-    r = len(token_lists)
-    counts = np.fromiter(map(len, token_lists), np.int64, r)
-    starts = np.zeros(r + 1, np.int64)
-    np.cumsum(counts, out=starts[1:])
-    total = int(starts[-1])
-    ids = np.fromiter(map(hash, chain.from_iterable(token_lists)), np.int64, total)
-    lens = (
-        np.fromiter(map(len, chain.from_iterable(token_lists)), np.int64, total)
-        if lengths
-        else np.zeros(0, np.int64)
-    )
-    rec = np.repeat(np.arange(r, dtype=np.int64), counts)
-    return Flat(ids.view(np.uint64), lens, rec, starts, r)
 
 
 def windows(flat: Flat, n: int) -> tuple[np.ndarray, np.ndarray]:

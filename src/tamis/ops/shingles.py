@@ -10,6 +10,7 @@ n-gram mixes its words' hashes. No Python loop runs per token or per shingle.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,22 @@ for _c in b" \t\n\r\x0b\x0c\x00":
     _NON_SPACE[_c] = False
 
 
+def span_hasher(arr: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A function giving the 64-bit hash of byte spans [s, e) of `arr`, many at once, the same in
+    every process. Prefix hash: pre[i] = sum_{j<i} b[j] * B^j (mod 2^64), so a span's hash is
+    (pre[e] - pre[s]) * B^-s, mixed with its length."""
+    size = len(arr)
+    pw = _powers(_BASE, size)
+    pre = np.zeros(size + 1, np.uint64)
+    np.cumsum(arr.astype(np.uint64) * pw, out=pre[1:])
+    ipw = _powers(_INV_BASE, size + 1)
+
+    def span(s: np.ndarray, e: np.ndarray) -> np.ndarray:
+        return mix64((pre[e] - pre[s]) * ipw[s] + (e - s).astype(np.uint64))
+
+    return span
+
+
 def shingle(
     texts: list[str],
     kind: str = "word",
@@ -96,17 +113,10 @@ def shingle(
     data = "\x00".join(texts).encode("utf-8", "surrogatepass") + b"\x00"
     arr = np.frombuffer(data, np.uint8)
     size = len(arr)
-    # prefix hash: pre[i] = sum_{j<i} b[j] * B^j (mod 2^64); span hash = (pre[e]-pre[s]) * B^-s
-    pw = _powers(_BASE, size)
-    pre = np.zeros(size + 1, np.uint64)
-    np.cumsum(arr.astype(np.uint64) * pw, out=pre[1:])
-    ipw = _powers(_INV_BASE, size + 1)
+    span = span_hasher(arr)
     ends_rec = np.flatnonzero(arr == 0)  # where each record ends
     starts_rec = np.concatenate([[0], ends_rec[:-1] + 1])
     r = len(texts)
-
-    def span(s: np.ndarray, e: np.ndarray) -> np.ndarray:
-        return mix64((pre[e] - pre[s]) * ipw[s] + (e - s).astype(np.uint64))
 
     if kind == "char":
         pos = np.arange(size - n + 1 if size >= n else 0, dtype=np.int64)

@@ -4,11 +4,10 @@
 Here a batch of ASCII texts is one byte array: each byte is classed (word, symbol, space) by a
 lookup table, tokens are the runs of one class, and each is hashed by array operations, so no
 token becomes a Python object. Texts with other characters (Unicode word classes) are tokenised by
-the regex and hashed the same way. The result is what `TOKEN.findall` gives, as hashes.
-
-(`shingles.py` splits words from bytes too, for MinHash, where hashes must agree across processes
-and non-ASCII bytes may count as word bytes; here they need not agree across processes, and must
-match the regex exactly, symbol runs included.)
+the regex and hashed the same way (`shingles.span_hasher`, the prefix hash MinHash uses). The
+result is what `TOKEN.findall` gives, as hashes. (`shingles.py` splits words from bytes too, but
+counts non-ASCII bytes as letters; here tokens must match the regex exactly, symbol runs
+included.)
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
+from tamis.ops.shingles import span_hasher
 
 TOKEN = re.compile(r"\w+|[^\w\s]+")  # a token starts with a word character or is a symbol run
 SYMBOL = re.compile(r"[^\w\s]")
@@ -31,9 +32,6 @@ for _c in range(128):
     elif re.match(r"\w", _ch):
         _ASCII_CLASS[_c] = WORD
 _SPLIT_CLASS = np.where(np.arange(256) == ord("\n"), SPACE, WORD).astype(np.uint8)
-_MAX_VECTOR = 32  # longer tokens (rare) are hashed one by one
-_PRIME = np.uint64(0x100000001B3)
-_SEED = np.uint64(0xCBF29CE484222325)
 
 
 @dataclass
@@ -110,32 +108,11 @@ def _runs(
     # which text each run is in: texts start after each newline that joins them
     offsets = np.cumsum([0] + [len(p) + 1 for p in pieces[:-1]])
     text_of = np.asarray(index, np.int64)[np.searchsorted(offsets, s, side="right") - 1]
-    hashes = _hash_runs(buf, s, e, data)
+    hashes = span_hasher(buf)(s, e)
     if given is None:
         return text_of, hashes, (e - s).astype(np.int64), cls[s] == WORD
     lens, words = given
     return text_of, hashes, np.asarray(lens, np.int64), np.asarray(words, bool)
-
-
-def _hash_runs(buf: np.ndarray, s: np.ndarray, e: np.ndarray, data: bytes) -> np.ndarray:
-    """FNV-1a-style 64-bit hash of each byte run, position by position over all runs at once."""
-    length = e - s
-    h = np.full(len(s), _SEED, np.uint64)
-    # longest first, so that the runs still going at position k are a prefix (a radix sort: the
-    # key is a small integer)
-    order = np.argsort(
-        (_MAX_VECTOR + 1 - np.minimum(length, _MAX_VECTOR + 1)).astype(np.uint8), kind="stable"
-    )
-    sorted_len = np.minimum(length[order], _MAX_VECTOR + 1)
-    pos = s[order]
-    hs = h[order]
-    for k in range(min(_MAX_VECTOR, int(sorted_len[0])) if len(s) else 0):
-        m = int(np.searchsorted(-sorted_len, -k, side="left"))  # runs longer than k
-        hs[:m] = (hs[:m] ^ buf[pos[:m] + k].astype(np.uint64)) * _PRIME
-    h[order] = hs ^ length.astype(np.uint64)[order]
-    for i in np.flatnonzero(length > _MAX_VECTOR):
-        h[i] = np.uint64(hash(data[s[i] : e[i]]) & 0xFFFFFFFFFFFFFFFF)
-    return h
 
 
 def hash_words(words: frozenset[str] | set[str]) -> np.ndarray:
