@@ -177,3 +177,33 @@ def test_a_chain_of_similar_pairs_drops_only_what_is_like_the_keeper(tmp_path: P
     texts = ["\n".join(str(v) for v in o.values() if v) for o in objs]
     groups = near_duplicate_clusters(texts)
     assert len(np.unique(groups)) < len(objs) - len(scores)  # chains joined for splits
+
+
+def test_signatures_kept_on_disk_give_what_memory_gives(tmp_path: Path, planted) -> None:
+    """The clean run keeps signatures in a column file (memory flat as records grow): every LSH
+    step reads it a block of columns at a time and must answer exactly what the array does."""
+    from tamis.ops.near_dedup import MinHashDedup
+
+    path, _ = planted
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    texts = [f"{r['instruction']}\n{r['output']}" for r in rows]
+    op = MinHashDedup()
+    keys = op.text_keys(texts)
+    sig = keys["sig"]
+    col = lsh.ColumnFile(str(tmp_path / "sig"), len(sig), sig.shape[1])
+    col.FLUSH = 7  # rows buffered before a write: batches of 3 cross it unevenly
+    for s in range(0, len(sig), 3):
+        col.append(sig[s : s + 3])
+    col.finish()
+    assert np.array_equal(lsh.columns(col, 0, sig.shape[1]), sig)
+    assert np.array_equal(lsh.columns(col, 5, 21), sig[:, 5:21])
+    subset = np.random.default_rng(0).permutation(len(sig))[:300]
+    assert np.array_equal(lsh.row_hashes(col, subset), lsh.row_hashes(sig[subset]))
+    cand = lsh.candidate_pairs(col, op.bands, op.rows, subset=subset)
+    assert len(cand) and np.array_equal(cand, lsh.candidate_pairs(sig[subset], op.bands, op.rows))
+    pairs = subset[cand]
+    assert np.array_equal(lsh.estimated_jaccard(col, pairs), lsh.estimated_jaccard(sig, pairs))
+    on_disk = {**keys, "sig": col}
+    assert np.array_equal(op.similar_pairs(on_disk), op.similar_pairs(keys))
+    with pytest.raises(ValueError, match="rows written"):
+        lsh.ColumnFile(str(tmp_path / "short"), 5, 4).finish()

@@ -20,7 +20,7 @@ import hashlib
 import importlib.util
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -212,6 +212,12 @@ class Operator:
     uses_embeddings: ClassVar[bool] = False  # the runner gathers one embedding per record
     artifacts: ClassVar[tuple[str, ...]] = ()  # extra files decide_all writes (via ctx.artifacts)
 
+    def gather_keys(self, chunks: Iterable[tuple[int, Any]], n: int, work: str) -> Any:
+        """Cross-record: every batch's keys, as (records in the batch, keys) in input order, into
+        what `decide_all` takes. The default stacks them in memory; an operator whose keys grow
+        large may keep them in files under `work` (removed when the run ends)."""
+        return stack_keys(chunks, n, self.key_dtype)
+
     def wanted_signals(self) -> list[str]:
         """Cross-record: signal columns (`op.signal`) decide_all needs, e.g. for a keep policy."""
         return []
@@ -250,6 +256,37 @@ class Operator:
             f"operator '{cls.name}' needs {', '.join(cls.requires)}: "
             f"pip install 'tamis[{cls.extra}]'"
         )
+
+
+def stack_keys(chunks: Iterable[tuple[int, Any]], n: int, dtype: str | None = None) -> Any:
+    """Batches' keys into one list, array, or dict of those, allocated once for all `n` records
+    (memory is the final keys, not twice them); list keys become arrays of `dtype` when given."""
+    out: Any = None
+    pos = 0
+    for count, chunk in chunks:
+        if out is None:
+            out = _alloc(chunk, n, dtype)
+        _put(out, chunk, pos, dtype)
+        pos += count
+    return out if out is not None else _alloc([], 0, dtype)
+
+
+def _alloc(chunk: Any, n: int, dtype: str | None) -> Any:
+    if isinstance(chunk, dict):
+        return {f: _alloc(v, n, None) for f, v in chunk.items()}
+    if isinstance(chunk, np.ndarray):
+        return np.empty((n, *chunk.shape[1:]), chunk.dtype)
+    return np.empty(n, dtype) if dtype else []
+
+
+def _put(out: Any, chunk: Any, pos: int, dtype: str | None) -> None:
+    if isinstance(out, dict):
+        for f in out:
+            _put(out[f], chunk[f], pos, None)
+    elif isinstance(out, np.ndarray):
+        out[pos : pos + len(chunk)] = np.asarray(chunk, dtype=out.dtype)
+    else:
+        out.extend(chunk)
 
 
 REGISTRY: dict[str, type[Operator]] = {}

@@ -6,13 +6,19 @@ its smallest value, and empty bins borrow from a bin chosen by a fixed hash sequ
 signatures agree in a bin with probability equal to the Jaccard similarity of the shingle sets, as
 with classic MinHash, at 1/num_perm of the hashing cost.
 
+Signatures are held in memory (a numpy array) or, when many, column by column in a file
+(`ColumnFile`): every step here reads a few columns at a time, so memory does not grow with
+`num_perm`.
+
 Bands and rows come from the target threshold by minimising the weighted areas under the false
 positive and false negative curves, as text-dedup's `optimal_param` does.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cache, lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -79,36 +85,49 @@ def compact(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (sig & np.uint32(0xFFFF)).astype(np.uint16), has
 
 
-def row_hashes(sig: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each whole signature (equal signatures, equal hashes)."""
-    h = np.zeros(len(sig), np.uint64)
-    for c in range(sig.shape[1]):
-        h = mix64(h ^ sig[:, c].astype(np.uint64))
+def row_hashes(sig: Any, subset: np.ndarray | None = None) -> np.ndarray:
+    """A 64-bit hash of each whole signature (equal signatures, equal hashes), of `subset` rows
+    when given."""
+    n, width = sig.shape
+    h = np.zeros(n if subset is None else len(subset), np.uint64)
+    for c0, c1 in _blocks(sig):
+        blk = columns(sig, c0, c1)
+        if subset is not None:
+            blk = blk[subset]
+        for c in range(c1 - c0):
+            h = mix64(h ^ blk[:, c].astype(np.uint64))
     return h
 
 
 def candidate_pairs(
-    sig: np.ndarray,
+    sig: Any,
     bands: int,
     rows: int,
     all_pairs_upto: int = 32,
     valid: np.ndarray | None = None,
+    subset: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(k, 2) int64 pairs (i, j), i < j, sharing a band bucket.
+    """(k, 2) int64 pairs (i, j), i < j, sharing a band bucket; with `subset`, of the subset's
+    rows, numbered by their place in it.
 
     In buckets of up to `all_pairs_upto` records every pair is a candidate; a larger bucket pairs
     each member with its first record only (enough to connect it, as text-dedup does, without
     quadratic cost).
     """
-    n = sig.shape[0]
+    n = sig.shape[0] if subset is None else len(subset)
     if valid is None:
-        valid = sig[:, 0] != EMPTY if sig.dtype == np.uint32 else np.ones(n, bool)
+        valid = columns(sig, 0, 1)[:, 0] != EMPTY if sig.dtype == np.uint32 else np.ones(n, bool)
+        if subset is not None and sig.dtype == np.uint32:
+            valid = valid[subset]
     idx = np.flatnonzero(valid)
     out = []
     for b in range(bands):
+        blk = columns(sig, b * rows, (b + 1) * rows)
+        if subset is not None:
+            blk = blk[subset]
         h = np.zeros(n, np.uint64)
-        for c in range(b * rows, (b + 1) * rows):
-            h = mix64(h ^ sig[:, c].astype(np.uint64))
+        for c in range(rows):
+            h = mix64(h ^ blk[:, c].astype(np.uint64))
         hv = h[idx]
         order = np.argsort(hv, kind="stable")
         hs, members = hv[order], idx[order]
@@ -133,10 +152,77 @@ def candidate_pairs(
     return np.unique(pairs, axis=0)
 
 
-def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def estimated_jaccard(sig: Any, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """Share of agreeing bins for each pair: an unbiased estimate of their Jaccard similarity."""
-    out = np.empty(len(pairs))
-    for s in range(0, len(pairs), chunk):
-        p = pairs[s : s + chunk]
-        out[s : s + chunk] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
-    return out
+    agree = np.zeros(len(pairs), np.int64)
+    for c0, c1 in _blocks(sig):
+        blk = columns(sig, c0, c1)
+        for s in range(0, len(pairs), chunk):
+            p = pairs[s : s + chunk]
+            agree[s : s + chunk] += (blk[p[:, 0]] == blk[p[:, 1]]).sum(axis=1)
+    return agree / sig.shape[1]
+
+
+def columns(sig: Any, c0: int, c1: int) -> np.ndarray:
+    """Columns c0..c1-1 of every signature, as an (n, c1 - c0) array."""
+    return sig.columns(c0, c1) if isinstance(sig, ColumnFile) else sig[:, c0:c1]
+
+
+def _blocks(sig: Any) -> list[tuple[int, int]]:
+    """Column ranges to read at a time: all of an in-memory array, 16 columns of a file."""
+    width = sig.shape[1]
+    step = ColumnFile.BLOCK if isinstance(sig, ColumnFile) else max(width, 1)
+    return [(c, min(c + step, width)) for c in range(0, width, step)]
+
+
+class ColumnFile:
+    """Signatures of `n` records stored column by column in a file, written a batch at a time.
+
+    What the decision reads is a few columns of every record at a time (an LSH band, a block of
+    bins to compare), so memory holds one block (2 bytes x n x 16 at most) instead of every
+    signature (256 bytes a record at 128 bins: 192 MB for 750,000 records)."""
+
+    BLOCK = 16  # columns a reader takes at a time
+    FLUSH = 65536  # rows buffered before they are written out column by column
+
+    def __init__(self, path: str, n: int, width: int, dtype: Any = np.uint16):
+        self.path, self.shape, self.dtype = path, (n, width), np.dtype(dtype)
+        self._fh = open(path, "w+b")  # noqa: SIM115 (closed by finish)
+        self._fh.truncate(n * width * self.dtype.itemsize)
+        self._pos = 0
+        self._buf: list[np.ndarray] = []
+        self._buffered = 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def append(self, rows: np.ndarray) -> None:
+        """The next rows, in order."""
+        self._buf.append(np.asarray(rows, self.dtype))
+        self._buffered += len(rows)
+        if self._buffered >= self.FLUSH:
+            self._flush()
+
+    def finish(self) -> ColumnFile:
+        """Write what is buffered; every row must have come."""
+        self._flush()
+        self._fh.close()
+        if self._pos != self.shape[0]:
+            raise ValueError(f"{self.path}: {self._pos} rows written, {self.shape[0]} expected")
+        return self
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        block = np.concatenate(self._buf)
+        self._buf, self._buffered = [], 0
+        n, size = self.shape[0], self.dtype.itemsize
+        fd = self._fh.fileno()
+        for c in range(self.shape[1]):
+            os.pwrite(fd, np.ascontiguousarray(block[:, c]), (c * n + self._pos) * size)
+        self._pos += len(block)
+
+    def columns(self, c0: int, c1: int) -> np.ndarray:
+        n, size = self.shape[0], self.dtype.itemsize
+        flat = np.fromfile(self.path, self.dtype, count=n * (c1 - c0), offset=c0 * n * size)
+        return flat.reshape(c1 - c0, n).T

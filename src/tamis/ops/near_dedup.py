@@ -1,8 +1,9 @@
 """`minhash_dedup`: near-duplicates (the same example reworded a little) by MinHash LSH.
 
 Keys are computed while streaming, a batch at a time with numpy (`shingles`, `lsh`): a
-`num_perm`-bin signature per record (2 bytes a bin: 256 bytes a record at 128 bins, ~19 MB for
-75,000 records, ~192 MB for 750,000; read from the spills into one array), plus, with
+`num_perm`-bin signature per record (2 bytes a bin: 256 bytes a record at 128 bins, ~192 MB for
+750,000 records, gathered from the spills into a file column by column and read back a band at a
+time, so memory does not grow with them), plus, with
 `verify: exact`, the record's shingle hashes (8 bytes a shingle). The decision runs once over
 all keys: records with identical signatures are linked directly, candidate pairs of the rest come
 from LSH bands, each pair's Jaccard similarity is checked, and clusters form as stars around the
@@ -11,13 +12,15 @@ records a keep policy prefers (each member similar to the record kept).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from tamis.errors import RecipeError
 from tamis.ops import lsh
-from tamis.ops.base import CrossContext, Operator, Param, Reason, register
+from tamis.ops.base import CrossContext, Operator, Param, Reason, register, stack_keys
 from tamis.ops.clusters import check_policy, components, decide_clusters, priority, star_clusters
 from tamis.ops.shingles import shingle
 from tamis.records.model import Record
@@ -93,6 +96,22 @@ class MinHashDedup(Operator):
             out["sets"] = [np.unique(x) for x in np.split(h, cuts)]
         return out
 
+    def gather_keys(self, chunks: Iterable[tuple[int, Any]], n: int, work: str) -> Any:
+        """Signatures go to a file, column by column (`lsh.ColumnFile`): memory stays flat as
+        records grow; the rest (a flag and a length a record) is stacked in memory."""
+        if not n:
+            return stack_keys(chunks, n)
+        sig = lsh.ColumnFile(os.path.join(work, f"{self.name}.sig"), n, self.p["num_perm"])
+
+        def rest() -> Iterable[tuple[int, Any]]:
+            for count, chunk in chunks:
+                sig.append(chunk.pop("sig"))
+                yield count, chunk
+
+        keys = stack_keys(rest(), n)
+        keys["sig"] = sig.finish()
+        return keys
+
     def wanted_signals(self) -> list[str]:
         return [self.p["best_by"]] if self.p["keep"] == "best" else []
 
@@ -106,12 +125,12 @@ class MinHashDedup(Operator):
         # and run LSH over the representatives only (a data set with many copies stays cheap)
         valid = np.flatnonzero(keys["has"])
         _, first, inv = np.unique(
-            lsh.row_hashes(sig[valid]), return_index=True, return_inverse=True
+            lsh.row_hashes(sig, valid), return_index=True, return_inverse=True
         )
         reps = valid[first]
         copies = np.stack([reps[inv.reshape(-1)], valid], axis=1)
         copies = copies[copies[:, 0] != copies[:, 1]]
-        pairs = reps[lsh.candidate_pairs(sig[reps], self.bands, self.rows)]
+        pairs = reps[lsh.candidate_pairs(sig, self.bands, self.rows, subset=reps)]
         pairs.sort(axis=1)
         notes["candidate_pairs"] = int(len(pairs))
         if p["verify"] == "signature":
@@ -126,10 +145,10 @@ class MinHashDedup(Operator):
 
     def decide_all(self, keys: Any, ctx: CrossContext) -> dict[int, Reason]:
         p = self.p
-        sig = keys["sig"]
         n = len(ctx.ids)
         if n == 0:
             return {}
+        sig = keys["sig"]
         pairs = self.similar_pairs(keys, ctx.notes)
         score = ctx.signals.get(p["best_by"]) if p["keep"] == "best" else None
         # stars, not connected components: a chain of similar pairs would drop records unlike

@@ -354,7 +354,7 @@ def clean(
     notes: dict[str, dict[str, Any]] = {}
     for op in cross_ops:
         t0 = time.perf_counter()
-        k = _load_keys(work, op.name, batch_records, op.key_dtype)
+        k = op.gather_keys(_key_chunks(work, op.name, batch_records), sum(batch_records), work)
         ctx = CrossContext(
             ids,
             live.copy(),
@@ -435,38 +435,11 @@ def _spill_keys(work: str, index: int, keys: dict[str, Any]) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _load_keys(work: str, name: str, batch_records: list[int], dtype: str | None) -> Any:
-    """One operator's keys for every record, read batch by batch from the spills into arrays
-    allocated once: memory is the final keys, not twice them."""
-    n = sum(batch_records)
-    out: Any = None
-    pos = 0
+def _key_chunks(work: str, name: str, batch_records: list[int]) -> Iterator[tuple[int, Any]]:
+    """One operator's keys, batch by batch from the spills: (records in the batch, keys)."""
     for b, count in enumerate(batch_records):
         with open(os.path.join(work, f"{b:07d}.keys"), "rb") as fh:
-            chunk = pickle.load(fh)[name]
-        if out is None:
-            out = _alloc(chunk, n, dtype)
-        _put(out, chunk, pos, dtype)
-        pos += count
-    return out if out is not None else _alloc([], 0, dtype)
-
-
-def _alloc(chunk: Any, n: int, dtype: str | None) -> Any:
-    if isinstance(chunk, dict):
-        return {f: _alloc(v, n, None) for f, v in chunk.items()}
-    if isinstance(chunk, np.ndarray):
-        return np.empty((n, *chunk.shape[1:]), chunk.dtype)
-    return np.empty(n, dtype) if dtype else []
-
-
-def _put(out: Any, chunk: Any, pos: int, dtype: str | None) -> None:
-    if isinstance(out, dict):
-        for f in out:
-            _put(out[f], chunk[f], pos, None)
-    elif isinstance(out, np.ndarray):
-        out[pos : pos + len(chunk)] = np.asarray(chunk, dtype=out.dtype)
-    else:
-        out.extend(chunk)
+            yield count, pickle.load(fh)[name]
 
 
 def _as_decisions(op: str, found: dict[int, Reason] | Decisions) -> Decisions:
