@@ -125,9 +125,9 @@ def main() -> None:
         f"tamis without model operators: **{fast / dt_rate:.1f}x** DataTrove's records/s "
         f"(target 10x); with language id and the offensive filter: **{full / dt_rate:.1f}x** "
         "(target 3x). 2 workers each; times include process start-up and model loading. The "
-        "default recipe includes near-duplicate detection (MinHash), whose signatures the main "
-        "process holds for the decision: 256 bytes a record (192 MB at 750,000 records); "
-        "without it memory does not grow with the input.",
+        "default recipe includes near-duplicate detection (MinHash): its signatures (256 bytes a "
+        "record, 192 MB at 750,000 records) wait for the decision in a file, read a band at a "
+        "time, so they do not stay in memory.",
     ]
     table = "\n".join(lines)
     print(table)
