@@ -100,6 +100,22 @@ def test_heuristics_keep_real_records_and_catch_damage(gsm8k) -> None:
         assert reason in _reasons("heuristics", _rec(obj)), reason
 
 
+def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
+    """Cuts that leave no open bracket or dangling word: a worked answer stopped before its last
+    step, a paragraph stopped mid-sentence; finished answers that look alike are kept."""
+    from tamis.ops.heuristics import _truncation
+
+    lines = gsm8k[3]["output"].split("\n")  # every line a calculation step
+    assert all("=" in ln for ln in lines) and len(lines) >= 3
+    assert _truncation("\n".join([*lines[:2], "So the pair of boots cost"])) == 1.0
+    assert _truncation("\n".join([*lines[:2], "She gets 85 because 85 > 84"])) < 1.0
+    prose = "I walked in. The room was dark. Then the light"
+    assert _truncation(prose) == 1.0
+    assert _truncation(prose + " came on.") == 0.0
+    assert _truncation("Thank you. I hope to hear from you. Yours sincerely, Dr. Jane Doe") < 1.0
+    assert _truncation("He read it. So 1,920 / 60 = 32 hours") < 1.0
+
+
 def test_fast_paths_agree_with_what_they_replace(gsm8k) -> None:
     """The id table's JSON shortcut and the sorted-search `isin` give what json / numpy give."""
     import numpy as np
