@@ -102,7 +102,8 @@ def test_heuristics_keep_real_records_and_catch_damage(gsm8k) -> None:
 
 def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     """Cuts that leave no open bracket or dangling word: a worked answer stopped before its last
-    step, a paragraph stopped mid-sentence; finished answers that look alike are kept."""
+    step, a paragraph stopped mid-sentence, code stopped where no program ends; finished answers
+    that look alike are kept."""
     from tamis.ops.heuristics import _truncation
 
     lines = gsm8k[3]["output"].split("\n")  # every line a calculation step
@@ -114,6 +115,13 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     assert _truncation(prose + " came on.") == 0.0
     assert _truncation("Thank you. I hope to hear from you. Yours sincerely, Dr. Jane Doe") < 1.0
     assert _truncation("He read it. So 1,920 / 60 = 32 hours") < 1.0
+    code = "def mean(xs):\n    total = sum(xs)\n    if not xs:\n        return 0\n    else:"
+    assert _truncation(code) == 1.0
+    assert _truncation(code + "\n        return total / len(xs)") == 0.0
+    assert _truncation('for f in *.txt\ndo\n    echo "$f"\ndone') == 0.0
+    assert _truncation('for f in *.txt\ndo\n    x="$f"\n    echo') == 1.0
+    assert _truncation("SELECT name, score\nFROM users\nWHERE") == 1.0
+    assert _truncation("Let it be, let it be, let it in") < 1.0  # prose is not code
 
 
 def test_fast_paths_agree_with_what_they_replace(gsm8k) -> None:

@@ -221,6 +221,74 @@ DANGLING_WORDS = frozenset(
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
 BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 TERMINAL = tuple(".!?\"')]}>`*:;…%$")
+# code: a line that reads as code; a last line that opens a block; words no statement ends with
+CODE_LINE = re.compile(
+    r"[;{}]\s*$|^\s*(?:def|class|import|from|for|while|if|return|const|let|var|function|public"
+    r"|#include|echo|SELECT)\b|^\s*\w+(?:\.\w+)*\(.*\)\s*$|^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S"
+)
+OPENS_BLOCK = re.compile(
+    r"^\s*(?:if|elif|else|for|while|with|def|class|try|except|finally|async|match|case)\b.*:$"
+)
+CODE_DANGLING = frozenset(
+    [
+        "echo",
+        "do",
+        "then",
+        "else",
+        "in",
+        "const",
+        "let",
+        "var",
+        "int",
+        "float",
+        "double",
+        "char",
+        "long",
+        "bool",
+        "string",
+        "auto",
+        "return",
+        "new",
+        "public",
+        "private",
+        "protected",
+        "static",
+        "void",
+        "def",
+        "class",
+        "function",
+        "import",
+        "from",
+        "for",
+        "while",
+        "if",
+        "elif",
+        "case",
+        "where",
+        "and",
+        "or",
+        "not",
+    ]
+)
+SQL_DANGLING = frozenset(
+    [
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "AND",
+        "OR",
+        "ORDER",
+        "GROUP",
+        "BY",
+        "JOIN",
+        "ON",
+        "SET",
+        "VALUES",
+        "INTO",
+        "HAVING",
+        "LIMIT",
+    ]
+)
 # a worked calculation: a number next to "=" (gsm8k-style reasoning, one step a line)
 CALC = re.compile(r"\d\s*=|=\s*[$€£]?\d")
 # a sentence end inside a paragraph: punctuation, space, capital (not after a title like "Dr.")
@@ -287,6 +355,8 @@ def _truncation(text: str) -> float:
     last = s.rsplit(None, 1)[-1].lower()
     if last.strip("\"'*_") in DANGLING_WORDS:
         return 1.0
+    if _cut_code(s):
+        return 1.0
     if s.endswith(TERMINAL):
         return 0.0
     # no final punctuation: a cut if the text otherwise ends its lines/sentences with punctuation
@@ -300,6 +370,18 @@ def _truncation(text: str) -> float:
     elif s.count(". ") >= 2 and not s[-1].isdigit():
         return 0.5
     return 0.0
+
+
+def _cut_code(s: str) -> bool:
+    """Code stopped where no program ends: an SQL keyword, a block opener without its body
+    (`else:`), a keyword without its operand (`const`, `echo`, `do`), in text with code lines."""
+    last_token = s.rsplit(None, 1)[-1]
+    if last_token in SQL_DANGLING:
+        return True
+    last_line = s.rsplit("\n", 1)[-1]
+    if not (last_token in CODE_DANGLING or OPENS_BLOCK.match(last_line)):
+        return False
+    return sum(1 for ln in s.split("\n") if CODE_LINE.search(ln)) >= 2
 
 
 def _cut_calculation(lines: list[str]) -> bool:
