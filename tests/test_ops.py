@@ -113,6 +113,9 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     prose = "I walked in. The room was dark. Then the light"
     assert _truncation(prose) == 1.0
     assert _truncation(prose + " came on.") == 0.0
+    assert _truncation("The room was dark. Then the light") == 1.0
+    assert _truncation("Install it.\n\n7. Run 'node app.js' to start the server") < 1.0
+    assert _truncation("It slows down. So its speed is 125 km/hr") < 1.0
     assert _truncation("Thank you. I hope to hear from you. Yours sincerely, Dr. Jane Doe") < 1.0
     assert _truncation("He read it. So 1,920 / 60 = 32 hours") < 1.0
     code = "def mean(xs):\n    total = sum(xs)\n    if not xs:\n        return 0\n    else:"

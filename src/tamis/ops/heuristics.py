@@ -295,6 +295,8 @@ CALC = re.compile(r"\d\s*=|=\s*[$€£]?\d")
 SENT_END = re.compile(
     r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bSt)(?<!\bMrs)(?<!\bProf)[.!?][\"')\]]*\s+[\"'(]?[A-Z]"
 )
+LIST_MARK = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+")
+URL_END = re.compile(r"https?://\S+$")
 # what may follow a last full stop in a finished text: a letter's closing or a signature
 CLOSING = re.compile(
     r"(?i)^\W*(?:yours|sincerely|regards|best|with|love|cheers|see you|thanks|thank you|warm"
@@ -400,12 +402,16 @@ def _cut_calculation(lines: list[str]) -> bool:
 
 
 def _cut_paragraph(last: str) -> bool:
-    """A last paragraph of two or more sentences whose final sentence has no end: a cut, unless
-    it is a sign-off ("Yours sincerely, Ada") or a result ("= 32 hours")."""
-    if last[-1].isdigit():
+    """A last paragraph whose final sentence, after a full one, has no end: a cut, unless it is a
+    sign-off ("Yours sincerely, Ada"), a result ("= 32 hours", "is 125 km/hr": a number in the
+    last words), a URL, or a closed comment."""
+    if last[-1].isdigit() or last.endswith("*/") or URL_END.search(last):
+        return False
+    last = LIST_MARK.sub("", last)  # "7. Run it" is a list item, not a sentence end
+    if any(c.isdigit() for w in last.split()[-3:] for c in w):
         return False
     ends = list(SENT_END.finditer(last))
-    if len(ends) < 2:
+    if not ends:
         return False
     tail = last[ends[-1].end() - 1 :]
     return "=" not in tail and CLOSING.search(tail) is None
