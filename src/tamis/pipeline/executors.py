@@ -2,10 +2,8 @@
 
 The runner hands an executor a picklable *worker spec* (how to build the operators) and an
 iterator of batches; the executor builds the operators once per worker and yields results in input
-order. The runner calls `map` twice with the same worker spec (pass 1 runs the operators, pass 2
-writes the outputs), so an executor keeps its workers, and what `init` built, from one call to the
-next until `close`. `LocalExecutor` uses processes on this machine; a Ray executor can implement
-the same two methods (`map`, `close`) without touching operators or the runner.
+order. `LocalExecutor` uses processes on this machine; a Ray executor can implement the same two
+methods (`start`, `map`) without touching operators or the runner.
 """
 
 from __future__ import annotations
@@ -28,13 +26,10 @@ class Executor(Protocol):
         fn: Callable[[Any, Any], Any],
         items: Iterable[Any],
     ) -> Iterator[Any]:
-        """Call `init(init_arg)` once per worker (once per executor for the same `init` and
-        `init_arg`), then yield `fn(state, item)` in input order."""
+        """Call `init(init_arg)` once per worker, then yield `fn(state, item)` in input order."""
         ...
 
-    def close(self) -> None:
-        """Stop the workers."""
-        ...
+    def close(self) -> None: ...
 
 
 def _worker_init(init: Callable[[Any], Any], init_arg: Any) -> None:
@@ -54,8 +49,6 @@ class LocalExecutor:
     def __init__(self, workers: int = 1):
         self.workers = max(1, int(workers))
         self._pool: Any = None
-        self._key: Any = None  # (init, init_arg) the workers were built with
-        self._state: Any = None  # workers=1: what init built
 
     def map(
         self,
@@ -64,19 +57,13 @@ class LocalExecutor:
         fn: Callable[[Any, Any], Any],
         items: Iterable[Any],
     ) -> Iterator[Any]:
-        key = (init, id(init_arg))
-        if key != self._key:
-            self.close()
         if self.workers == 1:
-            if self._key is None:
-                self._state, self._key = init(init_arg), key
+            state = init(init_arg)
             for item in items:
-                yield fn(self._state, item)
+                yield fn(state, item)
             return
-        if self._pool is None:
-            ctx = mp.get_context("spawn")
-            self._pool = ctx.Pool(self.workers, initializer=_worker_init, initargs=(init, init_arg))
-            self._key = key
+        ctx = mp.get_context("spawn")
+        self._pool = ctx.Pool(self.workers, initializer=_worker_init, initargs=(init, init_arg))
         pending: deque[Any] = deque()
         try:
             for item in items:
@@ -85,13 +72,11 @@ class LocalExecutor:
                     yield pending.popleft().get()
             while pending:
                 yield pending.popleft().get()
-        except BaseException:
-            self.close()  # a failed or abandoned map leaves no work running
-            raise
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
-        self._key = self._state = None

@@ -4,9 +4,8 @@ Pass 1 streams batches of records through the operators on an executor. Each bat
 lines, reasons, signals, changes, cross-record keys) is spilled to `OUT/.work/` as soon as it is
 done, so memory stays bounded and `--resume` after a kill redoes only unfinished batches.
 Then every cross-record operator decides once over all keys. Pass 2 reads the spills in order and
-writes the outputs (the workers a run of batches each, joined in order) to temporary names, renamed
-into place at the end: a run either leaves complete outputs or none, and the same input and recipe
-always give byte-identical files, whatever the number of workers.
+writes the outputs to temporary names, renamed into place at the end: a run either leaves complete
+outputs or none, and the same input and recipe always give byte-identical files.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import pickle
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from array import array
 from collections import Counter
@@ -304,6 +302,7 @@ def clean(
     emb_chunks: list[Any] = []
     op_seconds: Counter[str] = Counter()
     cache_hits = cache_misses = 0
+    n_batches = 0
 
     def todo() -> Iterator[tuple[int, list[Any]]]:
         for b in _batches(reader.items(defer=True), batch_size):
@@ -338,11 +337,10 @@ def clean(
         while next_index in done:
             absorb(_load(work, next_index))
             next_index += 1
-    except BaseException:
-        executor.close()
-        raise
     finally:
+        executor.close()
         bar.stop()
+    n_batches = next_index
 
     # cross-record decisions, once over all keys, in recipe order
     decisions: list[Decisions] = []
@@ -374,23 +372,9 @@ def clean(
         op_seconds[op.name] += time.perf_counter() - t0
     embeddings = signal_arrays = None
 
-    try:  # pass 2 on the same workers
-        summary = _write_outputs(
-            out,
-            work,
-            batch_records,
-            ops,
-            decisions,
-            ids,
-            rec,
-            reader,
-            artifacts,
-            notes,
-            executor,
-            spec,
-        )
-    finally:
-        executor.close()
+    summary = _write_outputs(
+        out, work, n_batches, ops, decisions, ids, rec, reader, artifacts, notes
+    )
     wall = time.perf_counter() - t_start
     summary["timings"] = {
         "wall_seconds": round(wall, 3),
@@ -502,7 +486,7 @@ def _write_json(path: str, obj: Any) -> None:
 def _write_outputs(
     out: str,
     work: str,
-    batch_records: list[int],
+    n_batches: int,
     ops: list[Operator],
     decisions: list[Decisions],
     ids: Any,
@@ -510,78 +494,98 @@ def _write_outputs(
     reader: Reader,
     artifacts: dict[str, list[Any]],
     notes: dict[str, dict[str, Any]],
-    executor: Executor,
-    spec: dict[str, Any],
 ) -> dict[str, Any]:
-    """Pass 2: the workers write the JSON Lines outputs, each a run of batches, while this process
-    writes clusters and signals; the parts are joined in order (the same bytes as one writer)."""
-    n = sum(batch_records)
-    dropped = np.zeros(n, bool)
-    for d in decisions:
-        dropped[d.pos] = True
-    signals_tmp = os.path.join(out, ".signals.parquet.tmp")
-    failed: list[BaseException] = []
+    schema = _schema(ops)
+    for name, parts in artifacts.items():  # e.g. clusters.jsonl, made row by row here
+        tmp_path = os.path.join(out, f".{name}.tmp")
+        with open(tmp_path, "w", encoding="utf-8") as fa:
+            for rows in parts:
+                for row in rows:  # dicts, or JSON text already made
+                    fa.write((row if isinstance(row, str) else dumps(row)) + "\n")
+        os.replace(tmp_path, os.path.join(out, name))
+    pointer = [0] * len(decisions)
 
-    def here() -> None:  # what this process writes meanwhile
-        try:
-            for name, parts in artifacts.items():  # e.g. clusters.jsonl, made row by row here
-                tmp_path = os.path.join(out, f".{name}.tmp")
-                with open(tmp_path, "w", encoding="utf-8") as fa:
-                    for rows in parts:
-                        for row in rows:  # dicts, or JSON text already made
-                            fa.write((row if isinstance(row, str) else dumps(row)) + "\n")
-                os.replace(tmp_path, os.path.join(out, name))
-            _write_signals(signals_tmp, work, batch_records, ops, dropped)
-        except BaseException as e:  # raised again below, in this thread
-            failed.append(e)
+    # next position each operator drops, to find a record's cross-record reasons in one look
+    heads = [int(d.pos[0]) if len(d.pos) else -1 for d in decisions]
 
-    # parts: runs of whole batches, one per worker, about equal in records
-    n_parts = max(1, min(int(getattr(executor, "workers", 1) or 1), len(batch_records)))
-    starts = np.concatenate([[0], np.cumsum(batch_records)]).astype(np.int64)
-    cuts = np.searchsorted(starts, np.linspace(0, n, n_parts + 1)[1:-1]).tolist()
-    bounds = [0, *cuts, len(batch_records)]
-    items = []
-    for p in range(n_parts):
-        b0, b1 = bounds[p], bounds[p + 1]
-        pos0, pos1 = int(starts[b0]), int(starts[b1])
-        part = [_slice(d, *np.searchsorted(d.pos, [pos0, pos1]).tolist()) for d in decisions]
-        items.append(
-            {
-                "work": work,
-                "part": p,
-                "batches": (b0, b1),
-                "pos0": pos0,
-                "decisions": part,
-                "ids": ids,
-            }
-        )
-    thread = threading.Thread(target=here, name="tamis-pass2")
-    thread.start()
-    totals: dict[str, Counter[str]] = {}
+    def cross_reasons(pos: int) -> list[tuple[str, str, str]]:
+        """(op, reason, reason JSON) of the cross-record decisions on the record at `pos`."""
+        found = []
+        for j, d in enumerate(decisions):
+            if heads[j] != pos:
+                continue
+            k = pointer[j]
+            if isinstance(d, _DictDecisions):
+                r = d.reasons[k]
+                found.append((r.op, r.reason, dumps(r.to_json())))
+            else:
+                found.append((d.op, d.reason, d.reason_json(k, ids)))
+            pointer[j] = k + 1
+            heads[j] = int(d.pos[k + 1]) if k + 1 < len(d.pos) else -1
+        return found
+
+    tmp = {name: os.path.join(out, f".{name}.tmp") for name in OUTPUTS}
+    counts = Counter()
+    by_reason: Counter[str] = Counter()
+    by_op: Counter[str] = Counter()
+    change_counts: Counter[str] = Counter()
+    q_errors: Counter[str] = Counter()
+    pos = 0
+    fh = {n: open(tmp[n], "w", encoding="utf-8") for n in OUTPUTS if n.endswith(".jsonl")}  # noqa: SIM115
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = pq.ParquetWriter(tmp["signals.parquet"], schema)
     try:
-        for res in executor.map(build_worker, spec, _write_part, items):
-            for key, c in res.items():
-                totals.setdefault(key, Counter()).update(c)
+        for b in range(n_batches):
+            res = _load(work, b)
+            kept_flags = []
+            for i in range(len(res["ids"])):
+                local = res["reasons"][i]
+                cross = cross_reasons(pos) if decisions else []
+                pos += 1
+                if local or cross:
+                    # the same text as dumps(local + cross reasons), without re-encoding ids
+                    texts = [dumps(r) for r in local] + [c[2] for c in cross]
+                    fh["rejected.jsonl"].write(
+                        f'{{"id": {ids.raw(pos - 1)}, "record": {res["orig"][i]}, '
+                        f'"reasons": [{", ".join(texts)}]}}\n'
+                    )
+                    counts["rejected"] += 1
+                    pairs = [(r["op"], r["reason"]) for r in local] + [c[:2] for c in cross]
+                    for name in {op_name for op_name, _ in pairs}:
+                        by_op[name] += 1
+                    for op_name, code in pairs:
+                        by_reason[f"{op_name}/{code}"] += 1
+                    kept_flags.append(False)
+                else:
+                    fh["kept.jsonl"].write(res["out"][i] + "\n")
+                    counts["kept"] += 1
+                    kept_flags.append(True)
+            for line in res["changes"]:
+                fh["changes.jsonl"].write(line + "\n")
+                c = json.loads(line)
+                change_counts[f"{c['op']}/{c['fix']}"] += 1
+            for q in res["quarantined"]:
+                fh["quarantine.jsonl"].write(dumps(q) + "\n")
+                counts["quarantined"] += 1
+                q_errors[q["error"].split(" (")[0].split(":")[0]] += 1
+            cols: dict[str, Any] = {
+                "id": [str(x) for x in res["ids"]],
+                "file": res["files"],
+                "line": res["lines"],
+                "kept": kept_flags,
+            }
+            for name in schema.names[4:]:
+                cols[name] = res["signals"].get(name, [None] * len(res["ids"]))
+            writer.write_table(pa.table(cols, schema=schema))
     finally:
-        thread.join()
-    if failed:
-        raise failed[0]
+        for f in fh.values():
+            f.close()
+        writer.close()
     for name in OUTPUTS:
-        if name.endswith(".jsonl"):
-            tmp = os.path.join(out, f".{name}.tmp")
-            with open(tmp, "wb") as dst:
-                for p in range(n_parts):
-                    src = os.path.join(work, f"part{p}.{name}")
-                    with open(src, "rb") as fh:
-                        shutil.copyfileobj(fh, dst, 1 << 20)
-                    os.remove(src)
-            os.replace(tmp, os.path.join(out, name))
-    os.replace(signals_tmp, os.path.join(out, "signals.parquet"))
-
-    counts = totals.get("counts", Counter())
-    by_reason, by_op = totals.get("by_reason", Counter()), totals.get("by_op", Counter())
-    change_counts = totals.get("changes", Counter())
-    q_errors = totals.get("quarantine", Counter())
+        if name != "summary.json":
+            os.replace(tmp[name], os.path.join(out, name))
     n_in = counts["kept"] + counts["rejected"] + counts["quarantined"]
     operators = []
     for op in ops:
@@ -617,123 +621,6 @@ def _write_outputs(
         "quarantine_errors": dict(sorted(q_errors.items())),
         "warnings": recipe.warnings,
     }
-
-
-def _slice(d: Decisions, k0: int, k1: int) -> Decisions:
-    """The decisions k0..k1-1 (positions and duplicate_of stay positions in the whole input)."""
-    if isinstance(d, _DictDecisions):
-        return _DictDecisions(d.op, d.reason, d.pos[k0:k1], reasons=d.reasons[k0:k1])
-    return Decisions(
-        d.op,
-        d.reason,
-        d.pos[k0:k1],
-        None if d.score is None else d.score[k0:k1],
-        None if d.dup_of is None else d.dup_of[k0:k1],
-        None if d.detail is None else d.detail[k0:k1],
-    )
-
-
-def _write_part(state: Any, item: dict[str, Any]) -> dict[str, Counter[str]]:
-    """Write kept / rejected / changes / quarantine lines of a run of batches to part files (in a
-    worker); returns the counts."""
-    work, decisions, ids = item["work"], item["decisions"], item["ids"]
-    pointer = [0] * len(decisions)
-    # next position each operator drops, to find a record's cross-record reasons in one look
-    heads = [int(d.pos[0]) if len(d.pos) else -1 for d in decisions]
-
-    def cross_reasons(pos: int) -> list[tuple[str, str, str]]:
-        """(op, reason, reason JSON) of the cross-record decisions on the record at `pos`."""
-        found = []
-        for j, d in enumerate(decisions):
-            if heads[j] != pos:
-                continue
-            k = pointer[j]
-            if isinstance(d, _DictDecisions):
-                r = d.reasons[k]
-                found.append((r.op, r.reason, dumps(r.to_json())))
-            else:
-                found.append((d.op, d.reason, d.reason_json(k, ids)))
-            pointer[j] = k + 1
-            heads[j] = int(d.pos[k + 1]) if k + 1 < len(d.pos) else -1
-        return found
-
-    counts: Counter[str] = Counter()
-    by_reason: Counter[str] = Counter()
-    by_op: Counter[str] = Counter()
-    change_counts: Counter[str] = Counter()
-    q_errors: Counter[str] = Counter()
-    pos = item["pos0"]
-    names = [n for n in OUTPUTS if n.endswith(".jsonl")]
-    part = os.path.join(work, f"part{item['part']}")
-    fh = {n: open(f"{part}.{n}", "w", encoding="utf-8") for n in names}  # noqa: SIM115
-    try:
-        for b in range(*item["batches"]):
-            res = _load(work, b)
-            for i in range(len(res["ids"])):
-                local = res["reasons"][i]
-                cross = cross_reasons(pos) if decisions else []
-                pos += 1
-                if local or cross:
-                    # the same text as dumps(local + cross reasons), without re-encoding ids
-                    texts = [dumps(r) for r in local] + [c[2] for c in cross]
-                    fh["rejected.jsonl"].write(
-                        f'{{"id": {ids.raw(pos - 1)}, "record": {res["orig"][i]}, '
-                        f'"reasons": [{", ".join(texts)}]}}\n'
-                    )
-                    counts["rejected"] += 1
-                    pairs = [(r["op"], r["reason"]) for r in local] + [c[:2] for c in cross]
-                    for name in {op_name for op_name, _ in pairs}:
-                        by_op[name] += 1
-                    for op_name, code in pairs:
-                        by_reason[f"{op_name}/{code}"] += 1
-                else:
-                    fh["kept.jsonl"].write(res["out"][i] + "\n")
-                    counts["kept"] += 1
-            for line in res["changes"]:
-                fh["changes.jsonl"].write(line + "\n")
-                c = json.loads(line)
-                change_counts[f"{c['op']}/{c['fix']}"] += 1
-            for q in res["quarantined"]:
-                fh["quarantine.jsonl"].write(dumps(q) + "\n")
-                counts["quarantined"] += 1
-                q_errors[q["error"].split(" (")[0].split(":")[0]] += 1
-    finally:
-        for f in fh.values():
-            f.close()
-    return {
-        "counts": counts,
-        "by_reason": by_reason,
-        "by_op": by_op,
-        "changes": change_counts,
-        "quarantine": q_errors,
-    }
-
-
-def _write_signals(
-    path: str, work: str, batch_records: list[int], ops: list[Operator], dropped: np.ndarray
-) -> None:
-    """signals.parquet, a batch at a time from the spills (Arrow only in the main process)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = _schema(ops)
-    pos = 0
-    with pq.ParquetWriter(path, schema) as writer:
-        for b in range(len(batch_records)):
-            res = _load(work, b)
-            n = len(res["ids"])
-            kept = ~dropped[pos : pos + n]
-            kept &= np.fromiter((not r for r in res["reasons"]), bool, n)
-            pos += n
-            cols: dict[str, Any] = {
-                "id": [str(x) for x in res["ids"]],
-                "file": res["files"],
-                "line": res["lines"],
-                "kept": kept,
-            }
-            for name in schema.names[4:]:
-                cols[name] = res["signals"].get(name, [None] * n)
-            writer.write_table(pa.table(cols, schema=schema))
 
 
 def _version() -> str:
