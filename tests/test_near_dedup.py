@@ -207,3 +207,7 @@ def test_signatures_kept_on_disk_give_what_memory_gives(tmp_path: Path, planted)
     assert np.array_equal(op.similar_pairs(on_disk), op.similar_pairs(keys))
     with pytest.raises(ValueError, match="rows written"):
         lsh.ColumnFile(str(tmp_path / "short"), 5, 4).finish()
+    extra = lsh.ColumnFile(str(tmp_path / "long"), 2, 4)
+    extra.append(sig[:3, :4])
+    with pytest.raises(ValueError, match="more than"):
+        extra.finish()

@@ -217,6 +217,8 @@ class ColumnFile:
         block = np.concatenate(self._buf)
         self._buf, self._buffered = [], 0
         n, size = self.shape[0], self.dtype.itemsize
+        if self._pos + len(block) > n:  # would spill into the next column
+            raise ValueError(f"{self.path}: more than the {n} rows expected")
         fd = self._fh.fileno()
         for c in range(self.shape[1]):
             os.pwrite(fd, np.ascontiguousarray(block[:, c]), (c * n + self._pos) * size)
