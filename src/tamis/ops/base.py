@@ -96,6 +96,11 @@ class CrossContext:
 _CHUNK = 65536
 
 
+def json_number(x: float) -> str:
+    """A float as `json.dumps` writes it (NaN and infinities included), without its cost."""
+    return repr(x) if math.isfinite(x) else json.dumps(x)
+
+
 @dataclass
 class Decisions:
     """Compact cross-record decisions: the records at `pos` (sorted positions) are dropped.
@@ -132,12 +137,7 @@ class Decisions:
         start, head, scores, dups = chunk
         parts = [head]
         if scores is not None:
-            score = round(scores[k - start], 4)
-            parts.append(
-                f', "score": {score!r}'
-                if math.isfinite(score)
-                else f', "score": {json.dumps(score)}'
-            )
+            parts.append(f', "score": {json_number(round(scores[k - start], 4))}')
         if dups is not None:
             raw = ids.raw(dups[k - start])
             if raw != "null":

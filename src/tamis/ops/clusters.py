@@ -5,14 +5,13 @@ member similar to its keeper) of similar pairs, a keep policy, and the rows of `
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from tamis.errors import RecipeError
-from tamis.ops.base import CrossContext, Decisions
+from tamis.ops.base import CrossContext, Decisions, json_number
 
 POLICIES = ("first", "longest", "best")
 
@@ -208,7 +207,7 @@ def _rows_json(
         base = st[0]
         for a, b, keep in zip(st, en, k, strict=True):
             listed = ", ".join(
-                f'{{"id": {ids.raw(mm)}, "similarity": {_number(round(x, 4))}}}'
+                f'{{"id": {ids.raw(mm)}, "similarity": {json_number(round(x, 4))}}}'
                 for mm, x in zip(m[a - base : b - base], s[a - base : b - base], strict=True)
             )
             yield (
@@ -216,10 +215,6 @@ def _rows_json(
                 f'"op": {op_json}, "kept": {ids.raw(keep)}, "members": [{listed}]}}'
             )
             n += 1
-
-
-def _number(x: float) -> str:
-    return repr(x) if math.isfinite(x) else json.dumps(x)
 
 
 class _Chain:

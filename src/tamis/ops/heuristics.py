@@ -222,6 +222,7 @@ DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
 BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 TERMINAL = tuple(".!?\"')]}>`*:;…%$")
 # code: a line that reads as code; a last line that opens a block; words no statement ends with
+# (beside DANGLING_WORDS, which are checked first: "if", "from", "and" ...)
 CODE_LINE = re.compile(
     r"[;{}]\s*$|^\s*(?:def|class|import|from|for|while|if|return|const|let|var|function|public"
     r"|#include|echo|SELECT)\b|^\s*\w+(?:\.\w+)*\(.*\)\s*$|^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S"
@@ -258,15 +259,10 @@ CODE_DANGLING = frozenset(
         "class",
         "function",
         "import",
-        "from",
         "for",
-        "while",
-        "if",
         "elif",
         "case",
         "where",
-        "and",
-        "or",
         "not",
     ]
 )

@@ -6,9 +6,9 @@ its smallest value, and empty bins borrow from a bin chosen by a fixed hash sequ
 signatures agree in a bin with probability equal to the Jaccard similarity of the shingle sets, as
 with classic MinHash, at 1/num_perm of the hashing cost.
 
-Signatures are held in memory (a numpy array) or, when many, column by column in a file
-(`ColumnFile`): every step here reads a few columns at a time, so memory does not grow with
-`num_perm`.
+Signatures are held in memory (a numpy array) or column by column in a file (`ColumnFile`, what
+`tamis clean` uses): from the file every step here reads a block of columns at a time, so memory
+holds a few numbers a record instead of every signature.
 
 Bands and rows come from the target threshold by minimising the weighted areas under the false
 positive and false negative curves, as text-dedup's `optimal_param` does.
