@@ -233,3 +233,39 @@ def test_language_catches_real_translations_and_keeps_english(gsm8k) -> None:
     dropped = [bool(op.decide(r, s)) for r, s in zip(english, op.compute(english), strict=True)]
     assert sum(caught) / len(caught) >= 0.85
     assert not any(dropped)
+
+
+def test_truncation_lm_finds_cuts_the_rules_cannot_see(gsm8k) -> None:
+    """gsm8k answers cut after a number or a finished clause pass every `heuristics` rule; the
+    chat LM's end-of-turn probability tells them from the finished answers."""
+    pytest.importorskip("gguf")
+    import random
+
+    from tamis.ops.heuristics import _truncation
+    from tamis.testing.defects import _truncated
+
+    rng = random.Random(0)
+    cut = []
+    for o in gsm8k[100:200]:
+        c = _truncated(dict(o), rng, [])
+        if c["output"] != o["output"] and _truncation(c["output"]) < 1.0:
+            cut.append(c)
+    cut = cut[:12]
+    assert len(cut) == 12
+    op = get_operator("truncation_lm")()
+    op.setup()
+    finished = [_rec(o) for o in gsm8k[:12]]
+    cut_recs = [_rec(o) for o in cut]
+    s_fin = op.compute(finished)
+    s_cut = op.compute(cut_recs)
+    flagged_fin = sum(bool(op.decide(r, s)) for r, s in zip(finished, s_fin, strict=True))
+    flagged_cut = sum(bool(op.decide(r, s)) for r, s in zip(cut_recs, s_cut, strict=True))
+    assert flagged_fin == 0
+    # the hardest cuts (the rules missed them): benchmarks/truncation.py finds ~85% on gsm8k
+    assert flagged_cut >= 8
+    lp_fin = sorted(s["end_logprob"] for s in s_fin)
+    assert max(s["end_logprob"] for s in s_cut) < lp_fin[6] - 5  # every cut far under the median
+    # the same answer scores the same alone and in a padded batch
+    assert op.compute(cut_recs[:1])[0]["end_logprob"] == pytest.approx(
+        s_cut[0]["end_logprob"], abs=1e-3
+    )

@@ -169,6 +169,7 @@ class Operator:
     extra: ClassVar[str | None] = None  # the pip extra that installs them
     cacheable: ClassVar[bool] = False  # signals worth caching (model-based, slow)
     version: ClassVar[int] = 1  # bump when compute() changes, to invalidate the cache
+    max_batch: ClassVar[int | None] = None  # records per batch at most (slow operators)
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.params)
@@ -326,6 +327,7 @@ def _load_builtin() -> None:
         relevance,
         semantic,
         structure,
+        truncation_lm,
     )
 
 

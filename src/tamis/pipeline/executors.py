@@ -72,11 +72,17 @@ class LocalExecutor:
                     yield pending.popleft().get()
             while pending:
                 yield pending.popleft().get()
+            self.close(graceful=True)
         finally:
             self.close()
 
-    def close(self) -> None:
+    def close(self, graceful: bool = False) -> None:
+        """Stop the workers: let them exit (their locks released: a model's progress bar makes
+        one) when all went well, kill them on an error or an early stop."""
         if self._pool is not None:
-            self._pool.terminate()
+            if graceful:
+                self._pool.close()
+            else:
+                self._pool.terminate()
             self._pool.join()
             self._pool = None

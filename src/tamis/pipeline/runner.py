@@ -261,6 +261,9 @@ def clean(
     ops = rec.build()  # fails fast (unknown op, missing extra) before any work
     for op in ops:
         op.prepare()
+    # a slow operator (a model pass per record) asks for small batches: work spreads over the
+    # workers even on small inputs, and progress moves
+    batch_size = min([batch_size, *(op.max_batch for op in ops if op.max_batch)])
     cache_path = (cache_dir or default_cache_dir()) if use_cache else None
     work = os.path.join(out, WORK)
     cross_ops = [op for op in ops if op.is_cross]
