@@ -5,7 +5,10 @@ at a random word between 30% and 80% of the answer (`tamis.testing.defects`, the
 benchmark's own injector, fixed seed). The records come from rows 1000-1600, apart from the rows
 0-1000 on which `truncation_lm`'s default threshold was chosen. One `tamis clean` run per set
 computes both operators' signals; recall on the cuts and the share of untouched records flagged
-are read from signals.parquet at several thresholds, without recomputing.
+are read from signals.parquet at several thresholds, without recomputing. The reference in the same
+run is the end-punctuation rule of DataTrove's `C4QualityFilter` (a line must end in . ? ! " '),
+the nearest an existing library comes to a cut-off check: an answer counts as flagged when the
+filter removes its last line.
 
     python benchmarks/truncation.py [per_set]
 """
@@ -53,6 +56,31 @@ def records(file: str, per: int) -> list[dict]:
     return out + cuts[:per]
 
 
+def c4_cuts_last_line(answers: list[str]) -> list[bool]:
+    """Whether DataTrove's C4 end-punctuation rule (its other rules off) removes each answer's
+    last line."""
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import C4QualityFilter
+
+    c4 = C4QualityFilter(
+        remove_citations=False,
+        min_num_sentences=-1,
+        min_words_per_line=-1,
+        max_word_length=-1,
+        filter_lorem_ipsum=False,
+        filter_javascript=False,
+        filter_curly_bracket=False,
+        filter_policy=False,
+    )
+    out = []
+    for i, a in enumerate(answers):
+        last = [ln.strip() for ln in a.splitlines() if ln.strip()][-1:]
+        doc = Document(text=a, id=str(i))
+        c4.filter(doc)
+        out.append(bool(last) and not doc.text.endswith(last[0]))
+    return out
+
+
 def main() -> None:
     per = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     recipe = Recipe.from_dict(
@@ -71,19 +99,23 @@ def main() -> None:
             seconds += time.perf_counter() - t0
             n_total += len(objs)
             sig = pq.read_table(res.files["signals.parquet"]).to_pylist()
-            rows.append((name, sig))
+            key = "output" if "output" in objs[0] else "response"
+            flags = c4_cuts_last_line([o[key] for o in objs])
+            c4 = dict(zip([o["id"] for o in objs], flags, strict=True))
+            rows.append((name, sig, c4))
     lines = [
         f"Per data set {per} untouched records and {per} cut at a random word (30-80% of the "
         f"answer), rows {START:,} onwards (the threshold was chosen on earlier rows); "
         f"`truncation_lm` with SmolLM2-135M-Instruct reading the last 48 answer tokens after 32 "
         f"prompt tokens: {n_total / seconds:.1f} records/s with both operators, 2 workers, CPU.",
         "",
-        "| data set | rules: recall | rules: untouched flagged "
+        "| data set | DataTrove C4 end punctuation: recall | untouched flagged "
+        "| rules: recall | rules: untouched flagged "
         + "".join(f"| + LM at {t:g}: recall | untouched flagged " for t in THRESHOLDS)
         + "|",
-        "|---|---:|---:|" + "---:|---:|" * len(THRESHOLDS),
+        "|---|---:|---:|---:|---:|" + "---:|---:|" * len(THRESHOLDS),
     ]
-    for name, sig in rows:
+    for name, sig, c4 in rows:
         cut = [s for s in sig if s["id"].startswith("t")]
         fin = [s for s in sig if s["id"].startswith("c")]
 
@@ -95,6 +127,8 @@ def main() -> None:
             return lp is not None and lp < t
 
         cells = [
+            f"{sum(c4[s['id']] for s in cut) / len(cut):.3f}",
+            f"{sum(c4[s['id']] for s in fin) / len(fin):.2%}",
             f"{sum(map(rule, cut)) / len(cut):.3f}",
             f"{sum(map(rule, fin)) / len(fin):.2%}",
         ]
