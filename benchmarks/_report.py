@@ -23,3 +23,12 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
     DOC.write_text(text)
+
+
+# the instruction data sets the cleaning benchmarks damage and measure (../shared/data/instruct)
+INSTRUCT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "instruct"
+INSTRUCT_SETS = {
+    "gsm8k": "gsm_8k_train.json",
+    "gpteacher-codegen": "gpteacher_codegen_instruct.json",
+    "gpteacher-roleplay": "gpteacher_roleplay.json",
+}

@@ -14,21 +14,15 @@ import json
 import sys
 import tempfile
 from collections import Counter
-from pathlib import Path
 
-from _report import write_section
+from _report import INSTRUCT, INSTRUCT_SETS, write_section
 
 from tamis.pipeline.recipe import Recipe
 from tamis.pipeline.runner import clean
 from tamis.records.io import write_objects
 from tamis.testing import DEFECTS, inject_defects
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "instruct"
-SETS = {
-    "gsm8k": "gsm_8k_train.json",
-    "gpteacher-codegen": "gpteacher_codegen_instruct.json",
-    "gpteacher-roleplay": "gpteacher_roleplay.json",
-}
+DATA, SETS = INSTRUCT, INSTRUCT_SETS
 
 
 DEDUP = {"exact_dedup/duplicate", "minhash_dedup/near_duplicate"}

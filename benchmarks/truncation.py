@@ -20,10 +20,9 @@ import random
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
-from _report import write_section
+from _report import INSTRUCT, INSTRUCT_SETS, write_section
 
 from tamis.ops.base import get_operator
 from tamis.pipeline.recipe import Recipe
@@ -31,12 +30,7 @@ from tamis.pipeline.runner import clean
 from tamis.records.io import write_objects
 from tamis.testing.defects import DEFECTS
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "instruct"
-SETS = {
-    "gsm8k": "gsm_8k_train.json",
-    "gpteacher-codegen": "gpteacher_codegen_instruct.json",
-    "gpteacher-roleplay": "gpteacher_roleplay.json",
-}
+DATA, SETS = INSTRUCT, INSTRUCT_SETS
 START = 1000  # rows before this were used to choose the default threshold
 THRESHOLDS = [-10.0, -12.0, -14.0, -16.0]
 DEFAULT = get_operator("truncation_lm").params["max_end_logprob"].default

@@ -162,3 +162,51 @@ def test_ops_lists_every_operator_with_parameters() -> None:
     assert ops["heuristics"]["params"]["max_symbol_ratio"]["default"] == 0.6
     assert "truncated" in ops["heuristics"]["reasons"]
     assert runner.invoke(app, ["--help"]).exit_code == 0
+
+
+def test_endings_learns_what_finished_answers_look_like(tmp_path: Path, gsm8k) -> None:
+    """gsm8k answers cut at a random word that pass every `heuristics` rule: `endings`, learnt from
+    the data set's own answers, scores them far under finished answers and flags some of them and
+    few finished ones (benchmarks/endings.py has the recall), the same on every run; with too few
+    answers to learn from it says so and flags nothing."""
+    import random
+    import statistics
+
+    from tamis.ops.heuristics import _truncation
+    from tamis.testing.defects import _truncated
+
+    rng = random.Random(0)
+    rows, cut = [], set()
+    for i, o in enumerate(gsm8k[:2000]):
+        o = {"id": f"r{i}", **o}
+        if i % 10 == 0:
+            c = _truncated(dict(o), rng, [])
+            if c["output"] != o["output"] and _truncation(c["output"]) < 1.0:  # no rule sees it
+                o, _ = c, cut.add(o["id"])
+        rows.append(o)
+    assert len(cut) >= 30
+    src = tmp_path / "gsm.jsonl"
+    write_objects(rows, str(src))
+    everything = Recipe.from_dict({"name": "e", "ops": [{"endings": {"max_end_prob": 1.0}}]})
+    res = tamis.clean(str(src), str(tmp_path / "all"), everything, workers=2)
+    score = {r["id"]: r["reasons"][0]["score"] for r in _rows(tmp_path / "all" / "rejected.jsonl")}
+    fin = [p for i, p in score.items() if i not in cut]
+    cuts = [score[i] for i in cut if i in score]  # answers under 6 words are not scored
+    assert len(cuts) >= 25
+    assert statistics.median(cuts) < statistics.median(fin) / 2
+    (entry,) = res.summary["operators"]
+    assert entry["notes"]["learnt_from"] == len(score)
+    recipe = Recipe.from_dict({"name": "e", "ops": [{"endings": {}}]})
+    res = tamis.clean(str(src), str(tmp_path / "a"), recipe, workers=2)
+    flagged = {r["id"] for r in _rows(tmp_path / "a" / "rejected.jsonl")}
+    assert flagged & cut
+    assert len(flagged - cut) / (len(rows) - len(cut)) <= 0.01
+    c = res.summary["counts"]
+    assert c["input"] == c["kept"] + c["rejected"] + c["quarantined"]
+    tamis.clean(str(src), str(tmp_path / "b"), recipe, workers=1)
+    _same_outputs(tmp_path / "a", tmp_path / "b")
+    few = tmp_path / "few.jsonl"
+    write_objects(rows[:100], str(few))
+    res = tamis.clean(str(few), str(tmp_path / "c"), recipe)
+    assert res.summary["operators"][0]["notes"]["skipped"] == "too few answers"
+    assert res.summary["counts"]["rejected"] == 0

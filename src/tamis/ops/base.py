@@ -317,6 +317,7 @@ def _load_builtin() -> None:
     from tamis.ops import (  # noqa: F401
         contamination,
         dedup,
+        endings,
         heuristics,
         labels,
         language,

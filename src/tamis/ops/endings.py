@@ -1,0 +1,223 @@
+"""`endings`: answers that stop where this data set's answers do not end.
+
+A cut at a sentence or line break looks finished to every per-record rule ("... on the Martian
+surface." is a fine last sentence, and a fine middle one). What separates a real ending from a
+break inside an answer is learnt here from the data set itself, so it needs no model download and
+adapts to maths, code or role-play: every answer's real ending is a positive example, the
+sentence/line breaks and word gaps inside it are negatives, and a linear model over hashed features
+of the last words (the words themselves, the last sentence's opening, the last line's first token
+and indent) says how much each answer's ending looks like an ending. Answers are scored by a model
+that did not learn from them (two folds), and those under `max_end_prob` are flagged `truncated`.
+
+It assumes most answers are finished; with fewer than `min_answers` answers it says so and flags
+nothing. The cost is a few feature hashes per answer while streaming and a second or two of
+training on at most `train_answers` answers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tamis.ops.base import CrossContext, Decisions, Operator, Param, register
+from tamis.records.model import Record
+
+DIM = 1 << 18  # hashed feature space; index DIM is padding
+WIDTH = 24  # features per position at most
+TAIL = 400  # characters of a position's left context the features look at
+SENT = re.compile(r"[.!?][\"')\]]*\s+")
+BREAK = re.compile(r"[.!?:;][\"')\]]*[ \t]+|\n+")
+STRIP = ".,!?;:\"'()[]{}*`"
+
+
+def _hash(feature: str) -> int:
+    return zlib.crc32(feature.encode("utf-8", "surrogatepass")) & (DIM - 1)
+
+
+def features(text: str) -> list[int]:
+    """Hashed features of the place where `text` stops (its right end), at most WIDTH."""
+    s = text[-TAIL:].rstrip()
+    words = s.split()
+    if not words:
+        return []
+    low = [w.lower() for w in words[-3:]]
+    f = ["1" + low[-1], "c" + s[-1], "d" + s[-2:]]
+    if len(low) > 1:
+        f += ["2" + low[-2] + " " + low[-1], "p" + low[-2]]
+    if len(low) > 2:
+        f.append("3" + " ".join(low))
+    parts = SENT.split(s)
+    opening = parts[-1].split()[:2]
+    if opening:
+        f.append("s" + opening[0].lower())
+        if len(opening) > 1:
+            f.append("t" + opening[0].lower() + " " + opening[1].lower())
+    if len(parts) > 1:
+        before = parts[-2].split()[:1]
+        f.append("q" + (before[0].lower() if before else ""))
+    line = s.rsplit("\n", 1)[-1]
+    first = line.split()[:1]
+    f.append("l" + (first[0][:8] if first else ""))
+    f.append(f"i{min(4, (len(line) - len(line.lstrip())) // 2)}")
+    f.append(f"n{min(3, text.count(chr(10)))}")
+    f += ["b" + w.lower().strip(STRIP) for w in words[-(WIDTH - len(f)) :]]
+    return [_hash(x) for x in f[:WIDTH]]
+
+
+def inner_positions(text: str, k: int, seed: int) -> list[int]:
+    """Up to `k` places inside `text` where it could have been cut: sentence and line breaks
+    first (the cuts rules cannot see), then word gaps; chosen by a seed from the text."""
+    end = len(text.rstrip())
+    rng = np.random.default_rng(seed)
+    breaks = [m.end() for m in BREAK.finditer(text, 0, end) if m.start() > 0 and m.end() < end]
+    chosen = list(rng.choice(breaks, min(len(breaks), k - 2), replace=False)) if breaks else []
+    gaps = [m.start() for m in re.finditer(r" ", text[: int(end * 0.95)])]
+    gaps = [g for g in gaps if g > end * 0.1]
+    if gaps:
+        chosen += list(rng.choice(gaps, min(len(gaps), k - len(chosen)), replace=False))
+    return sorted(int(c) for c in chosen)
+
+
+def _pad(rows: Iterable[list[int]], n: int) -> np.ndarray:
+    out = np.full((n, WIDTH), DIM, np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def _answer(record: Record) -> str | None:
+    """The last assistant turn's text, if the record ends with one."""
+    turns = [t for t in record.turns if t.role == "assistant"]
+    if not turns or not isinstance(turns[-1].content, str):
+        return None
+    return turns[-1].content
+
+
+def fit(x: np.ndarray, y: np.ndarray, epochs: int = 4, seed: int = 0) -> np.ndarray:
+    """Logistic regression over hashed binary features (rows L2-normalised), trained by AdaGrad on
+    shuffled mini-batches (numpy only: a few seconds on 100k rows). Returns the weights: padding's
+    0 at DIM, the bias last."""
+    w = np.zeros(DIM + 2)
+    acc = np.full(DIM + 2, 1e-8)
+    real = x != DIM
+    val = real / np.sqrt(np.maximum(real.sum(1, keepdims=True), 1))
+    xb = np.concatenate([x, np.full((len(x), 1), DIM + 1, np.int32)], 1)
+    vb = np.concatenate([val, np.ones((len(x), 1))], 1)
+    rng = np.random.default_rng(seed)
+    lr, l2, batch = 0.5, 1e-6, 256
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for a in range(0, len(order), batch):
+            idx = order[a : a + batch]
+            xi, vi = xb[idx], vb[idx]
+            p = 1.0 / (1.0 + np.exp(-(w[xi] * vi).sum(1)))
+            g = np.bincount(xi.ravel(), ((p - y[idx])[:, None] * vi).ravel(), DIM + 2)
+            touched = np.unique(xi)
+            gt = g[touched] / len(idx) + l2 * w[touched]
+            acc[touched] += gt * gt
+            w[touched] -= lr * gt / np.sqrt(acc[touched])
+            w[DIM] = 0.0
+    return w
+
+
+def logits(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    real = x != DIM
+    val = real / np.sqrt(np.maximum(real.sum(1, keepdims=True), 1))
+    return (w[x] * val).sum(1) + w[DIM + 1]
+
+
+@register
+class Endings(Operator):
+    name = "endings"
+    description = (
+        "answers cut at a sentence or line break: a model of what this data set's endings look "
+        "like, learnt from its own answers against the breaks inside them"
+    )
+    params = {
+        "max_end_prob": Param(0.02, "flag answers whose ending scores under this (0-1)"),
+        "negatives": Param(5, "inner cut points learnt from per answer", compute=True),
+        "train_answers": Param(20000, "answers learnt from at most (evenly spaced)"),
+        "min_answers": Param(300, "fewer answers than this: too few to learn from, none flagged"),
+        "min_words": Param(6, "shorter answers are neither learnt from nor flagged"),
+    }
+    reasons = {"truncated": "the answer stops where this data set's answers do not end"}
+
+    def keys(self, records: list[Record]) -> dict[str, np.ndarray]:
+        k = self.p["negatives"]
+        ends: list[list[int]] = []
+        inner: list[list[int]] = []
+        has = np.zeros(len(records), bool)
+        for i, r in enumerate(records):
+            text = _answer(r)
+            if text is None or len(text.split(None, self.p["min_words"])) < self.p["min_words"]:
+                ends.append([])
+                inner += [[]] * k
+                continue
+            has[i] = True
+            ends.append(features(text))
+            seed = zlib.crc32(text.encode("utf-8", "surrogatepass"))
+            cuts = inner_positions(text, k, seed)
+            inner += [features(text[:c]) for c in cuts] + [[]] * (k - len(cuts))
+        n = len(records)
+        return {"end": _pad(ends, n), "inner": _pad(inner, n * k).reshape(n, k, WIDTH), "has": has}
+
+    def gather_keys(self, chunks: Iterable[tuple[int, Any]], n: int, work: str) -> Any:
+        """Every record's ending features in a file under `work` (memory stays flat), the inner
+        cut points only of the evenly spaced answers the model learns from."""
+        stride = max(1, math.ceil(n / self.p["train_answers"]))
+        path = os.path.join(work, "endings.end.npy")
+        end = np.lib.format.open_memmap(path, "w+", np.int32, (max(n, 1), WIDTH))
+        has = np.zeros(n, bool)
+        inner: list[np.ndarray] = []
+        pos = 0
+        for count, chunk in chunks:
+            end[pos : pos + count] = chunk["end"]
+            has[pos : pos + count] = chunk["has"]
+            first = -pos % stride
+            inner.append(chunk["inner"][first::stride])
+            pos += count
+        k = self.p["negatives"]
+        return {
+            "end": end[:n],
+            "has": has,
+            "inner": np.concatenate(inner) if inner else np.zeros((0, k, WIDTH), np.int32),
+            "stride": stride,
+        }
+
+    def decide_all(self, keys: Any, ctx: CrossContext) -> Decisions:
+        end, has, inner, stride = keys["end"], keys["has"], keys["inner"], keys["stride"]
+        n = len(has)
+        sample = np.arange(0, n, stride)
+        learn = has[sample] & np.asarray(ctx.alive[sample], bool)
+        none = Decisions(self.name, "truncated", np.zeros(0, np.int64))
+        if learn.sum() < self.p["min_answers"]:
+            ctx.notes = {"learnt_from": int(learn.sum()), "skipped": "too few answers"}
+            return none
+        fold = np.arange(len(sample)) % 2
+        models = []
+        for f in (0, 1):
+            use = learn & (fold != f)
+            neg = inner[use].reshape(-1, WIDTH)
+            neg = neg[(neg != DIM).any(1)]
+            x = np.concatenate([np.asarray(end[sample[use]]), neg])
+            y = np.concatenate([np.ones(use.sum()), np.zeros(len(neg))])
+            models.append(fit(x, y))
+        score = np.empty(n)
+        step = 65536
+        for a in range(0, n, step):
+            chunk = np.asarray(end[a : a + step])
+            score[a : a + step] = (logits(models[0], chunk) + logits(models[1], chunk)) / 2
+        # an answer the model learnt from is scored by the model that did not see it
+        for f in (0, 1):
+            own = sample[fold == f]
+            score[own] = logits(models[f], np.asarray(end[own]))
+        prob = 1.0 / (1.0 + np.exp(-score))
+        flagged = np.flatnonzero(has & (prob < self.p["max_end_prob"]))
+        ctx.notes = {"learnt_from": int(learn.sum()), "flagged": len(flagged)}
+        return Decisions(self.name, "truncated", flagged.astype(np.int64), score=prob[flagged])
