@@ -6,7 +6,8 @@ code-gen rows 0-2,000, all 1,923 role-play rows. A share of them (5%, and 20% to
 when many answers are cut) is cut at a random word between 30% and 80% of the answer with the
 defects benchmark's own injector (fixed seed). One `tamis clean` run per set and rate, with
 `endings` told to flag everything so that each answer's score is in rejected.jsonl; recall on the
-cuts and the share of untouched answers flagged are then read at several thresholds.
+cuts and the share of untouched answers flagged are then read at several thresholds. The reference
+in the same run is DataTrove's C4 end-punctuation rule on the same answers (see truncation.py).
 
     python benchmarks/endings.py
 """
@@ -19,6 +20,7 @@ import tempfile
 import time
 
 from _report import INSTRUCT, INSTRUCT_SETS, write_section
+from truncation import c4_cuts_last_line
 
 from tamis.ops.base import get_operator
 from tamis.pipeline.recipe import Recipe
@@ -68,10 +70,11 @@ def main() -> None:
         {"name": "endings", "ops": [{"heuristics": {}}, {"endings": {"max_end_prob": 1.0}}]}
     )
     lines = [
-        "| data set | cut | answers | rules: recall | untouched flagged "
+        "| data set | cut | answers | DataTrove C4 end punctuation: recall | untouched flagged "
+        "| rules: recall | untouched flagged "
         + "".join(f"| + endings < {t:g}: recall | untouched flagged " for t in THRESHOLDS)
         + "| seconds |",
-        "|---|---:|---:|---:|---:|" + "---:|---:|" * len(THRESHOLDS) + "---:|",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(THRESHOLDS) + "---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name, file in SETS.items():
@@ -85,9 +88,17 @@ def main() -> None:
                 seconds = time.perf_counter() - t0
                 rules, prob = scores(out)
                 fin = [o["id"] for o in objs if o["id"] not in cut]
+                key = "output" if "output" in objs[0] else "response"
+                c4 = {
+                    o["id"]
+                    for o, f in zip(objs, c4_cuts_last_line([o[key] for o in objs]), strict=True)
+                    if f
+                }
                 cells = [
                     f"{rate:.0%}",
                     f"{len(objs):,}",
+                    f"{len(c4 & cut) / len(cut):.3f}",
+                    f"{len(c4 - cut) / len(fin):.2%}",
                     f"{len(rules & cut) / len(cut):.3f}",
                     f"{len(rules - cut) / len(fin):.2%}",
                 ]

@@ -182,7 +182,8 @@ def test_endings_learns_what_finished_answers_look_like(tmp_path: Path, gsm8k) -
         if i % 10 == 0:
             c = _truncated(dict(o), rng, [])
             if c["output"] != o["output"] and _truncation(c["output"]) < 1.0:  # no rule sees it
-                o, _ = c, cut.add(o["id"])
+                cut.add(o["id"])
+                o = c
         rows.append(o)
     assert len(cut) >= 30
     src = tmp_path / "gsm.jsonl"

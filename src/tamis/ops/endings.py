@@ -10,8 +10,10 @@ and indent) says how much each answer's ending looks like an ending. Answers are
 that did not learn from them (two folds), and those under `max_end_prob` are flagged `truncated`.
 
 It assumes most answers are finished; with fewer than `min_answers` answers it says so and flags
-nothing. The cost is a few feature hashes per answer while streaming and a second or two of
-training on at most `train_answers` answers.
+nothing. The cost while streaming is the features of every answer's end and of its `negatives`
+inner cut points (the workers cannot know which answers the model will learn from, so every
+answer's are computed and only the evenly spaced sample is kept), then a second or two of training
+on at most `train_answers` answers.
 """
 
 from __future__ import annotations
@@ -209,11 +211,12 @@ class Endings(Operator):
             y = np.concatenate([np.ones(use.sum()), np.zeros(len(neg))])
             models.append(fit(x, y))
         score = np.empty(n)
-        step = 65536
-        for a in range(0, n, step):
-            chunk = np.asarray(end[a : a + step])
-            score[a : a + step] = (logits(models[0], chunk) + logits(models[1], chunk)) / 2
-        # an answer the model learnt from is scored by the model that did not see it
+        if stride > 1:  # answers outside the sample: both models, averaged
+            step = 65536
+            for a in range(0, n, step):
+                chunk = np.asarray(end[a : a + step])
+                score[a : a + step] = (logits(models[0], chunk) + logits(models[1], chunk)) / 2
+        # an answer in the sample is scored by the model that did not learn from it
         for f in (0, 1):
             own = sample[fold == f]
             score[own] = logits(models[f], np.asarray(end[own]))
