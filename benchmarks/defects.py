@@ -11,6 +11,7 @@ fixes, the expected logged change). Writes its table to docs/benchmarks.md.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from collections import Counter
@@ -26,6 +27,9 @@ DATA, SETS = INSTRUCT, INSTRUCT_SETS
 
 
 DEDUP = {"exact_dedup/duplicate", "minhash_dedup/near_duplicate"}
+# a cut right after a sentence's final punctuation reads as a finished answer to any check of the
+# text's end: it bounds what rules on the last words can find
+SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
 
 
 def source_duplicates(objs: list[dict], tmp: str) -> set[str]:
@@ -44,7 +48,7 @@ def source_duplicates(objs: list[dict], tmp: str) -> set[str]:
     return found
 
 
-def run(name: str, file: str, n: int, seed: int) -> tuple[Counter, Counter, int, int, int]:
+def run(name: str, file: str, n: int, seed: int) -> tuple[Counter, Counter, int, int, int, int]:
     objs = json.loads((DATA / file).read_text())[:n]
     damaged, truth = inject_defects(objs, rate=0.3, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +68,7 @@ def run(name: str, file: str, n: int, seed: int) -> tuple[Counter, Counter, int,
                     {f"change:{c['op']}", f"change:{c['op']}/{c['fix']}"}
                 )
     injected, hit = Counter(), Counter()
-    clean_n = false_drops = source_dups = 0
+    clean_n = false_drops = source_dups = sentence_cuts = 0
     for obj, label in zip(damaged, truth, strict=True):
         got = found.get(obj["id"], set())
         if label is None:
@@ -77,15 +81,20 @@ def run(name: str, file: str, n: int, seed: int) -> tuple[Counter, Counter, int,
             continue
         injected[label] += 1
         hit[label] += DEFECTS[label][1] in got
-    return injected, hit, clean_n, false_drops, source_dups
+        if label == "truncated":
+            answer = obj.get("output", obj.get("response", ""))
+            sentence_cuts += bool(SENTENCE_END.search(answer))
+    return injected, hit, clean_n, false_drops, source_dups, sentence_cuts
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     injected, hit = Counter(), Counter()
     rows = []
+    sentence_cuts = 0
     for i, (name, file) in enumerate(SETS.items()):
-        inj, h, clean_n, fd, dups = run(name, file, n, seed=i)
+        inj, h, clean_n, fd, dups, cuts = run(name, file, n, seed=i)
+        sentence_cuts += cuts
         injected.update(inj)
         hit.update(h)
         rows.append(
@@ -103,6 +112,11 @@ def main() -> None:
             f"| {name} | `{DEFECTS[name][1]}` | {injected[name]} | {hit[name]} | {r:.3f} |"
         )
     lines += [
+        "",
+        f"Of the {injected['truncated']} cut answers, {sentence_cuts} stop right after a "
+        "sentence's final punctuation and read as finished to any check of the last words. "
+        "`benchmarks/endings.py` (about 2,000 answers a set) and `benchmarks/truncation.py` "
+        "measure the cut-off checks on more cuts, the opt-in ones included.",
         "",
         "| data set | damaged | untouched | dropped as duplicates the data already had "
         "| other untouched dropped | false-drop rate |",

@@ -125,6 +125,23 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     assert _truncation('for f in *.txt\ndo\n    x="$f"\n    echo') == 1.0
     assert _truncation("SELECT name, score\nFROM users\nWHERE") == 1.0
     assert _truncation("Let it be, let it be, let it in") < 1.0  # prose is not code
+    # a calculation stopped at its operator; a unit or a URL is no operator
+    assert _truncation("\n".join([*lines[:2], "Carlos caught 2 *"])) == 1.0
+    assert _truncation("\n".join([*lines[:2], "So she pays 12 x"])) == 1.0
+    assert _truncation("Run it and open http://127.0.0.1:5000/") < 1.0
+    assert _truncation("#!/bin/bash\n\ndu -sh *") < 1.0
+    # an announcement with nothing after it; a word that needs the rest of its sentence
+    assert _truncation("Here is the corrected code:") == 1.0
+    assert _truncation("The dress was $50 and the shoes cost $4 per") == 1.0
+    assert _truncation("Then the price went up, so he") == 1.0
+    # code: a shell body never opened, a Python header that lost its ":", an open string
+    assert _truncation("#!/bin/bash\n\nfor file in *.txt; do") == 1.0
+    header = "def mean(xs):\n    total = 0\n    for x in xs"
+    assert _truncation(header) == 1.0
+    assert _truncation(header + ":\n        total += x\n    return total / len(xs)") == 0.0
+    script = '#!/bin/bash\nfile="a.txt"\nlines=$(wc -l < "$file")\necho "There are $lines'
+    assert _truncation(script) == 1.0
+    assert _truncation(script + ' lines"') == 0.0
 
 
 def test_fast_paths_agree_with_what_they_replace(gsm8k) -> None:

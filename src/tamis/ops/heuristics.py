@@ -216,6 +216,17 @@ DANGLING_WORDS = frozenset(
         "should",
         "could",
         "nor",
+        # a preposition that needs its object, a subject without its verb, an auxiliary without
+        # its verb ("$4 per", "so he", "she will"): none ends any of 14k clean SFT answers
+        "per",
+        "for",
+        "he",
+        "she",
+        "they",
+        "we",
+        "has",
+        "have",
+        "will",
     ]
 )
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
@@ -287,6 +298,13 @@ SQL_DANGLING = frozenset(
 )
 # a worked calculation: a number next to "=" (gsm8k-style reasoning, one step a line)
 CALC = re.compile(r"\d\s*=|=\s*[$€£]?\d")
+# a calculation stopped at its operator: "... so 2 *", "48 x", "12 tubes of lip gloss *" (a
+# number earlier on the line; a shell glob such as `du -sh *` has none)
+CUT_OPERATOR = re.compile(r"\d[^\n]*\s[*×/]$|[\d)]\s+x$")
+# shell: a loop or test that opens its body on the same line ("for f in *.txt; do")
+SHELL_OPENS = re.compile(r"^\s*(?:for|while|until|if|elif)\b.*;\s*(?:do|then)$")
+# Python: a block keyword on the last line, where the code's other blocks end their header in ":"
+PY_BLOCK = re.compile(r"^\s*(?:for|while|if|elif|with|def|class|try|except|finally)\b")
 # a sentence end inside a paragraph: punctuation, space, capital (not after a title like "Dr.")
 SENT_END = re.compile(
     r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bSt)(?<!\bMrs)(?<!\bProf)[.!?][\"')\]]*\s+[\"'(]?[A-Z]"
@@ -353,8 +371,10 @@ def _truncation(text: str) -> float:
     last = s.rsplit(None, 1)[-1].lower()
     if last.strip("\"'*_") in DANGLING_WORDS:
         return 1.0
-    if _cut_code(s):
+    if _cut_code(s) or CUT_OPERATOR.search(s[-40:]):
         return 1.0
+    if s.endswith(":"):
+        return 1.0  # it announces what follows ("Here is the code:") and nothing follows
     if s.endswith(TERMINAL):
         return 0.0
     # no final punctuation: a cut if the text otherwise ends its lines/sentences with punctuation
@@ -372,14 +392,26 @@ def _truncation(text: str) -> float:
 
 def _cut_code(s: str) -> bool:
     """Code stopped where no program ends: an SQL keyword, a block opener without its body
-    (`else:`), a keyword without its operand (`const`, `echo`, `do`), in text with code lines."""
+    (`else:`, `for f in *.txt; do`), a keyword without its operand (`const`, `echo`), a Python
+    block header without its ":", a string never closed, in text with code lines."""
     last_token = s.rsplit(None, 1)[-1]
     if last_token in SQL_DANGLING:
         return True
-    last_line = s.rsplit("\n", 1)[-1]
-    if not (last_token in CODE_DANGLING or OPENS_BLOCK.match(last_line)):
+    lines = s.split("\n")
+    last_line = lines[-1]
+    if SHELL_OPENS.match(last_line):
+        return True
+    code = sum(1 for ln in lines if CODE_LINE.search(ln))
+    if code < 2:
         return False
-    return sum(1 for ln in s.split("\n") if CODE_LINE.search(ln)) >= 2
+    if last_token in CODE_DANGLING or OPENS_BLOCK.match(last_line):
+        return True
+    if PY_BLOCK.match(last_line) and any(OPENS_BLOCK.match(ln.rstrip()) for ln in lines[:-1]):
+        return True  # "for row in reader" after "def f(x):": the header lost its ":"
+    # an odd number of double quotes on a code line: `echo "There are $lines lines`
+    return (
+        CODE_LINE.search(last_line) is not None and last_line.count('"') % 2 == 1 and '"""' not in s
+    )
 
 
 def _cut_calculation(lines: list[str]) -> bool:
