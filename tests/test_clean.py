@@ -82,6 +82,29 @@ def test_deterministic_across_runs_and_worker_counts(tmp_path: Path, gsm8k) -> N
     _same_outputs(tmp_path / "a", tmp_path / "b")
 
 
+def test_outputs_written_on_two_cores_are_the_same_bytes(
+    tmp_path: Path, gsm8k, monkeypatch
+) -> None:
+    """Pass 2 splits the batches between this process and a forked helper: the files must be
+    those one process writes, with duplicates (cross-record reasons) in both halves."""
+    from tamis.pipeline import runner
+
+    objs, truth = inject_defects(gsm8k[:600], rate=0.3, seed=7)
+    dup_at = [i for i, t in enumerate(truth) if t == "exact_duplicate"]
+    assert min(dup_at) < 300 < max(dup_at)
+    src = tmp_path / "in.jsonl"
+    write_objects(objs, str(src))
+    tamis.clean(str(src), str(tmp_path / "one"), workers=1, batch_size=50)
+    calls = []
+    two = runner._write_in_two
+    monkeypatch.setattr(runner, "_write_in_two", lambda *a: calls.append(1) or two(*a))
+    tamis.clean(str(src), str(tmp_path / "two"), workers=2, batch_size=50)
+    assert calls == [1]
+    _same_outputs(tmp_path / "one", tmp_path / "two")
+    clusters = [(tmp_path / d / "clusters.jsonl").read_bytes() for d in ("one", "two")]
+    assert clusters[0] == clusters[1]
+
+
 def test_changing_a_threshold_reuses_cached_signals(tmp_path: Path, gsm_file: Path) -> None:
     cache = tmp_path / "cache"
     first = tamis.clean(str(gsm_file), str(tmp_path / "a"), cache_dir=str(cache))

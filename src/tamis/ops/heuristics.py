@@ -371,7 +371,7 @@ def _truncation(text: str) -> float:
     last = s.rsplit(None, 1)[-1].lower()
     if last.strip("\"'*_") in DANGLING_WORDS:
         return 1.0
-    if _cut_code(s) or CUT_OPERATOR.search(s[-40:]):
+    if _cut_code(s) or (s[-1] in "*×/x" and CUT_OPERATOR.search(s[-40:])):
         return 1.0
     if s.endswith(":"):
         return 1.0  # it announces what follows ("Here is the code:") and nothing follows
@@ -397,21 +397,27 @@ def _cut_code(s: str) -> bool:
     last_token = s.rsplit(None, 1)[-1]
     if last_token in SQL_DANGLING:
         return True
-    lines = s.split("\n")
-    last_line = lines[-1]
+    last_line = s.rsplit("\n", 1)[-1]
     if SHELL_OPENS.match(last_line):
         return True
-    code = sum(1 for ln in lines if CODE_LINE.search(ln))
-    if code < 2:
-        return False
-    if last_token in CODE_DANGLING or OPENS_BLOCK.match(last_line):
-        return True
-    if PY_BLOCK.match(last_line) and any(OPENS_BLOCK.match(ln.rstrip()) for ln in lines[:-1]):
-        return True  # "for row in reader" after "def f(x):": the header lost its ":"
+    # the cheap looks at the last line first: most answers leave here
+    dangling = last_token in CODE_DANGLING or OPENS_BLOCK.match(last_line) is not None
+    header = not dangling and PY_BLOCK.match(last_line) is not None
     # an odd number of double quotes on a code line: `echo "There are $lines lines`
-    return (
-        CODE_LINE.search(last_line) is not None and last_line.count('"') % 2 == 1 and '"""' not in s
+    open_string = (
+        not (dangling or header)
+        and last_line.count('"') % 2 == 1
+        and CODE_LINE.search(last_line) is not None
+        and '"""' not in s
     )
+    if not (dangling or header or open_string):
+        return False
+    lines = s.split("\n")
+    if sum(1 for ln in lines if CODE_LINE.search(ln)) < 2:
+        return False
+    if header:  # "for row in reader" after "def f(x):": the header lost its ":"
+        return any(OPENS_BLOCK.match(ln.rstrip()) for ln in lines[:-1])
+    return True
 
 
 def _cut_calculation(lines: list[str]) -> bool:

@@ -305,7 +305,6 @@ def clean(
     emb_chunks: list[Any] = []
     op_seconds: Counter[str] = Counter()
     cache_hits = cache_misses = 0
-    n_batches = 0
 
     def todo() -> Iterator[tuple[int, list[Any]]]:
         for b in _batches(reader.items(defer=True), batch_size):
@@ -343,7 +342,7 @@ def clean(
     finally:
         executor.close()
         bar.stop()
-    n_batches = next_index
+    assert len(batch_records) == next_index  # one count per batch, resumed ones included
 
     # cross-record decisions, once over all keys, in recipe order
     decisions: list[Decisions] = []
@@ -376,7 +375,17 @@ def clean(
     embeddings = signal_arrays = None
 
     summary = _write_outputs(
-        out, work, n_batches, ops, decisions, ids, rec, reader, artifacts, notes
+        out,
+        work,
+        batch_records,
+        ops,
+        decisions,
+        ids,
+        rec,
+        reader,
+        artifacts,
+        notes,
+        workers=getattr(executor, "workers", 1) or 1,
     )
     wall = time.perf_counter() - t_start
     summary["timings"] = {
@@ -486,66 +495,62 @@ def _write_json(path: str, obj: Any) -> None:
         fh.write("\n")
 
 
-def _write_outputs(
-    out: str,
-    work: str,
-    n_batches: int,
-    ops: list[Operator],
-    decisions: list[Decisions],
-    ids: Any,
-    recipe: Recipe,
-    reader: Reader,
-    artifacts: dict[str, list[Any]],
-    notes: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    schema = _schema(ops)
-    for name, parts in artifacts.items():  # e.g. clusters.jsonl, made row by row here
-        tmp_path = os.path.join(out, f".{name}.tmp")
-        with open(tmp_path, "w", encoding="utf-8") as fa:
-            for rows in parts:
-                for row in rows:  # dicts, or JSON text already made
-                    fa.write((row if isinstance(row, str) else dumps(row)) + "\n")
-        os.replace(tmp_path, os.path.join(out, name))
-    pointer = [0] * len(decisions)
+class _CrossCursor:
+    """Walks the cross-record decisions in record order, from record `pos0` on: the reasons of
+    each record in one look, whichever record the walk starts at."""
 
-    # next position each operator drops, to find a record's cross-record reasons in one look
-    heads = [int(d.pos[0]) if len(d.pos) else -1 for d in decisions]
+    def __init__(self, decisions: list[Decisions], ids: Any, pos0: int) -> None:
+        self.decisions, self.ids = decisions, ids
+        self.pointer = [int(np.searchsorted(d.pos, pos0)) for d in decisions]
+        self.heads = [
+            int(d.pos[k]) if k < len(d.pos) else -1
+            for d, k in zip(decisions, self.pointer, strict=True)
+        ]
 
-    def cross_reasons(pos: int) -> list[tuple[str, str, str]]:
+    def at(self, pos: int) -> list[tuple[str, str, str]]:
         """(op, reason, reason JSON) of the cross-record decisions on the record at `pos`."""
         found = []
-        for j, d in enumerate(decisions):
-            if heads[j] != pos:
+        for j, d in enumerate(self.decisions):
+            if self.heads[j] != pos:
                 continue
-            k = pointer[j]
+            k = self.pointer[j]
             if isinstance(d, _DictDecisions):
                 r = d.reasons[k]
                 found.append((r.op, r.reason, dumps(r.to_json())))
             else:
-                found.append((d.op, d.reason, d.reason_json(k, ids)))
-            pointer[j] = k + 1
-            heads[j] = int(d.pos[k + 1]) if k + 1 < len(d.pos) else -1
+                found.append((d.op, d.reason, d.reason_json(k, self.ids)))
+            self.pointer[j] = k + 1
+            self.heads[j] = int(d.pos[k + 1]) if k + 1 < len(d.pos) else -1
         return found
 
-    tmp = {name: os.path.join(out, f".{name}.tmp") for name in OUTPUTS}
-    counts = Counter()
-    by_reason: Counter[str] = Counter()
-    by_op: Counter[str] = Counter()
-    change_counts: Counter[str] = Counter()
-    q_errors: Counter[str] = Counter()
-    pos = 0
-    fh = {n: open(tmp[n], "w", encoding="utf-8") for n in OUTPUTS if n.endswith(".jsonl")}  # noqa: SIM115
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    writer = pq.ParquetWriter(tmp["signals.parquet"], schema)
+TALLIES = ("counts", "by_reason", "by_op", "changes", "q_errors")
+
+
+def _write_batches(
+    work: str,
+    batches: range,
+    pos0: int,
+    decisions: list[Decisions],
+    ids: Any,
+    paths: dict[str, str],
+    signals: Any = None,
+) -> dict[str, Counter]:
+    """Write the JSONL outputs of `batches` (whose first record is at `pos0`) to `paths`; with a
+    `signals(batch result, position of its first record)` writer also their signals. Returns the
+    tallies for summary.json."""
+    tally: dict[str, Counter] = {t: Counter() for t in TALLIES}
+    counts, by_reason, by_op = tally["counts"], tally["by_reason"], tally["by_op"]
+    cursor = _CrossCursor(decisions, ids, pos0) if decisions else None
+    pos = pos0
+    fh = {n: open(path, "w", encoding="utf-8") for n, path in paths.items()}  # noqa: SIM115
     try:
-        for b in range(n_batches):
+        for b in batches:
             res = _load(work, b)
-            kept_flags = []
+            first = pos
             for i in range(len(res["ids"])):
                 local = res["reasons"][i]
-                cross = cross_reasons(pos) if decisions else []
+                cross = cursor.at(pos) if cursor else []
                 pos += 1
                 if local or cross:
                     # the same text as dumps(local + cross reasons), without re-encoding ids
@@ -560,35 +565,159 @@ def _write_outputs(
                         by_op[name] += 1
                     for op_name, code in pairs:
                         by_reason[f"{op_name}/{code}"] += 1
-                    kept_flags.append(False)
                 else:
                     fh["kept.jsonl"].write(res["out"][i] + "\n")
                     counts["kept"] += 1
-                    kept_flags.append(True)
             for line in res["changes"]:
                 fh["changes.jsonl"].write(line + "\n")
                 c = json.loads(line)
-                change_counts[f"{c['op']}/{c['fix']}"] += 1
+                tally["changes"][f"{c['op']}/{c['fix']}"] += 1
             for q in res["quarantined"]:
                 fh["quarantine.jsonl"].write(dumps(q) + "\n")
                 counts["quarantined"] += 1
-                q_errors[q["error"].split(" (")[0].split(":")[0]] += 1
-            cols: dict[str, Any] = {
-                "id": [str(x) for x in res["ids"]],
-                "file": res["files"],
-                "line": res["lines"],
-                "kept": kept_flags,
-            }
-            for name in schema.names[4:]:
-                cols[name] = res["signals"].get(name, [None] * len(res["ids"]))
-            writer.write_table(pa.table(cols, schema=schema))
+                tally["q_errors"][q["error"].split(" (")[0].split(":")[0]] += 1
+            if signals is not None:
+                signals(res, first)
     finally:
         for f in fh.values():
             f.close()
+    return tally
+
+
+# pass 2 on two cores: a forked helper writes the first half of the batches while this process
+# writes the second; only where fork is the platform's safe default and the input is not tiny
+PARALLEL_WRITE_MIN_BATCHES = 4
+
+
+def _write_half(conn: Any, before: Any, *args: Any) -> None:
+    try:
+        before()
+        conn.send(("ok", _write_batches(*args)))
+    except BaseException as e:  # noqa: BLE001 - reported by the parent
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+def _write_in_two(
+    work: str,
+    batch_records: list[int],
+    decisions: list[Decisions],
+    ids: Any,
+    paths: dict[str, str],
+    before: Any,
+    meanwhile: Any,
+) -> dict[str, Counter]:
+    """`_write_batches` over all batches, the same bytes: the first half in a forked process that
+    first calls `before` (the cross-record artifacts), the second here, which then calls
+    `meanwhile` (the signals: pyarrow stays out of the forked process)."""
+    import multiprocessing as mp
+
+    n = len(batch_records)
+    half = n // 2
+    pos_half = sum(batch_records[:half])
+    parts = {name: path + ".part" for name, path in paths.items()}
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    helper = ctx.Process(
+        target=_write_half, args=(send, before, work, range(half), 0, decisions, ids, paths)
+    )
+    helper.start()
+    send.close()
+    try:
+        tally = _write_batches(work, range(half, n), pos_half, decisions, ids, parts)
+        meanwhile()
+        try:
+            status, got = recv.recv()
+        except EOFError:  # the helper died without a word (killed)
+            status, got = "error", f"the helper process ended with exit code {helper.exitcode}"
+    finally:
+        helper.join()
+    if status != "ok":
+        raise TamisError(f"writing the outputs failed: {got}")
+    first_tally = got
+    for name, path in paths.items():
+        with open(path, "ab") as dst, open(parts[name], "rb") as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.remove(parts[name])
+    for t in TALLIES:
+        first_tally[t].update(tally[t])
+    return first_tally
+
+
+def _write_outputs(
+    out: str,
+    work: str,
+    batch_records: list[int],
+    ops: list[Operator],
+    decisions: list[Decisions],
+    ids: Any,
+    recipe: Recipe,
+    reader: Reader,
+    artifacts: dict[str, list[Any]],
+    notes: dict[str, dict[str, Any]],
+    workers: int = 1,
+) -> dict[str, Any]:
+    schema = _schema(ops)
+
+    def write_artifacts() -> None:
+        for name, parts in artifacts.items():  # e.g. clusters.jsonl, made row by row here
+            tmp_path = os.path.join(out, f".{name}.tmp")
+            with open(tmp_path, "w", encoding="utf-8") as fa:
+                for rows in parts:
+                    for row in rows:  # dicts, or JSON text already made
+                        fa.write((row if isinstance(row, str) else dumps(row)) + "\n")
+            os.replace(tmp_path, os.path.join(out, name))
+
+    tmp = {name: os.path.join(out, f".{name}.tmp") for name in OUTPUTS}
+    jsonl = {n: tmp[n] for n in OUTPUTS if n.endswith(".jsonl")}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # kept: no reason from the record's own operators nor from a cross-record decision
+    cross_dropped = np.zeros(len(ids), bool)
+    for d in decisions:
+        cross_dropped[d.pos] = True
+
+    def write_signals(res: dict[str, Any], first: int) -> None:
+        dropped = cross_dropped[first : first + len(res["ids"])].tolist()
+        cols: dict[str, Any] = {
+            "id": [str(x) for x in res["ids"]],
+            "file": res["files"],
+            "line": res["lines"],
+            "kept": [not (r or c) for r, c in zip(res["reasons"], dropped, strict=True)],
+        }
+        for name in schema.names[4:]:
+            cols[name] = res["signals"].get(name, [None] * len(res["ids"]))
+        writer.write_table(pa.table(cols, schema=schema))
+
+    n_batches = len(batch_records)
+    parallel = (
+        workers > 1 and n_batches >= PARALLEL_WRITE_MIN_BATCHES and sys.platform.startswith("linux")
+    )
+    writer = pq.ParquetWriter(tmp["signals.parquet"], schema)
+    try:
+        if parallel:
+
+            def all_signals() -> None:
+                first = 0
+                for b in range(n_batches):
+                    write_signals(_load(work, b), first)
+                    first += batch_records[b]
+
+            tally = _write_in_two(
+                work, batch_records, decisions, ids, jsonl, write_artifacts, all_signals
+            )
+        else:
+            write_artifacts()
+            tally = _write_batches(work, range(n_batches), 0, decisions, ids, jsonl, write_signals)
+    finally:
         writer.close()
     for name in OUTPUTS:
         if name != "summary.json":
             os.replace(tmp[name], os.path.join(out, name))
+    counts, by_reason, by_op = tally["counts"], tally["by_reason"], tally["by_op"]
+    change_counts, q_errors = tally["changes"], tally["q_errors"]
     n_in = counts["kept"] + counts["rejected"] + counts["quarantined"]
     operators = []
     for op in ops:
