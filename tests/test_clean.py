@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import tamis
@@ -103,6 +104,39 @@ def test_outputs_written_on_two_cores_are_the_same_bytes(
     _same_outputs(tmp_path / "one", tmp_path / "two")
     clusters = [(tmp_path / d / "clusters.jsonl").read_bytes() for d in ("one", "two")]
     assert clusters[0] == clusters[1]
+    # the signals' kept column (made apart from kept.jsonl on this path) says the same
+    import pyarrow.parquet as pq
+
+    sig = pq.read_table(tmp_path / "two" / "signals.parquet", columns=["id", "kept"]).to_pylist()
+    kept = {str(r["id"]) for r in _rows(tmp_path / "two" / "kept.jsonl")}
+    rejected = {str(r["id"]) for r in _rows(tmp_path / "two" / "rejected.jsonl")}
+    assert {r["id"] for r in sig if r["kept"]} == kept
+    assert {r["id"] for r in sig if not r["kept"]} == rejected
+    assert len(sig) == len(kept) + len(rejected) == 600
+
+
+def test_a_failed_two_core_write_says_so_and_leaves_no_parts(
+    tmp_path: Path, gsm8k, monkeypatch
+) -> None:
+    """The forked helper fails (here: on its half of the batches): the run stops with the
+    helper's error, and no half-written part files stay behind."""
+    from tamis.errors import TamisError
+    from tamis.pipeline import runner
+
+    src = tmp_path / "in.jsonl"
+    write_objects(gsm8k[:300], str(src))
+    write = runner._write_batches
+
+    def helper_fails(work, batches, pos0, *rest):
+        if pos0 == 0:
+            raise OSError("disk full")
+        return write(work, batches, pos0, *rest)
+
+    monkeypatch.setattr(runner, "_write_batches", helper_fails)
+    with pytest.raises(TamisError, match="OSError: disk full"):
+        tamis.clean(str(src), str(tmp_path / "out"), workers=2, batch_size=50)
+    assert not list((tmp_path / "out").glob("*.part"))
+    assert not (tmp_path / "out" / "kept.jsonl").exists()
 
 
 def test_changing_a_threshold_reuses_cached_signals(tmp_path: Path, gsm_file: Path) -> None:

@@ -624,6 +624,7 @@ def _write_in_two(
     )
     helper.start()
     send.close()
+    status, got = "error", "this process failed first"
     try:
         tally = _write_batches(work, range(half, n), pos_half, decisions, ids, parts)
         meanwhile()
@@ -633,6 +634,10 @@ def _write_in_two(
             status, got = "error", f"the helper process ended with exit code {helper.exitcode}"
     finally:
         helper.join()
+        if status != "ok":  # this process or the helper failed: no half-written parts left
+            for part in parts.values():
+                if os.path.exists(part):
+                    os.remove(part)
     if status != "ok":
         raise TamisError(f"writing the outputs failed: {got}")
     first_tally = got
@@ -679,7 +684,7 @@ def _write_outputs(
     for d in decisions:
         cross_dropped[d.pos] = True
 
-    def write_signals(res: dict[str, Any], first: int) -> None:
+    def write_signals(writer: Any, res: dict[str, Any], first: int) -> None:
         dropped = cross_dropped[first : first + len(res["ids"])].tolist()
         cols: dict[str, Any] = {
             "id": [str(x) for x in res["ids"]],
@@ -695,24 +700,30 @@ def _write_outputs(
     parallel = (
         workers > 1 and n_batches >= PARALLEL_WRITE_MIN_BATCHES and sys.platform.startswith("linux")
     )
-    writer = pq.ParquetWriter(tmp["signals.parquet"], schema)
-    try:
-        if parallel:
+    if parallel:
 
-            def all_signals() -> None:
+        def all_signals() -> None:  # opened after the fork: the helper never holds the writer
+            with pq.ParquetWriter(tmp["signals.parquet"], schema) as writer:
                 first = 0
                 for b in range(n_batches):
-                    write_signals(_load(work, b), first)
+                    write_signals(writer, _load(work, b), first)
                     first += batch_records[b]
 
-            tally = _write_in_two(
-                work, batch_records, decisions, ids, jsonl, write_artifacts, all_signals
+        tally = _write_in_two(
+            work, batch_records, decisions, ids, jsonl, write_artifacts, all_signals
+        )
+    else:
+        write_artifacts()
+        with pq.ParquetWriter(tmp["signals.parquet"], schema) as writer:
+            tally = _write_batches(
+                work,
+                range(n_batches),
+                0,
+                decisions,
+                ids,
+                jsonl,
+                lambda res, first: write_signals(writer, res, first),
             )
-        else:
-            write_artifacts()
-            tally = _write_batches(work, range(n_batches), 0, decisions, ids, jsonl, write_signals)
-    finally:
-        writer.close()
     for name in OUTPUTS:
         if name != "summary.json":
             os.replace(tmp[name], os.path.join(out, name))
