@@ -142,6 +142,38 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     script = '#!/bin/bash\nfile="a.txt"\nlines=$(wc -l < "$file")\necho "There are $lines'
     assert _truncation(script) == 1.0
     assert _truncation(script + ' lines"') == 0.0
+    # a statement stopped at its operator, an empty last comment, a C header without its body,
+    # a find predicate without its argument, an SQL test without its value, a shell `do` alone
+    fact = "def factorial(n):\n    if n < 2:\n        return 1\n    return n *"
+    assert _truncation(fact) == 1.0
+    assert _truncation(fact + " factorial(n - 1)") == 0.0
+    js = "function add(a, b) {\n  return a + b;\n}\n\n//"
+    assert _truncation(js) == 1.0
+    assert _truncation(js + " add(1, 2) gives 3") < 1.0
+    assert _truncation("#") < 1.0  # a lone "#" is no code answer cut short
+    c = "int gcd(int a, int b) {\n    return b ? gcd(b, a % b) : a;\n}\n\nint main()"
+    assert _truncation(c) == 1.0
+    assert _truncation(c + " {\n    return gcd(12, 18);\n}") == 0.0
+    assert _truncation("if __name__ == '__main__':\n    main()") == 0.0
+    assert _truncation("#!/bin/sh\n\nfind . -type") == 1.0
+    assert _truncation('#!/bin/sh\n\nfind . -type f -name "*.ini" -exec') == 1.0
+    assert _truncation('#!/bin/sh\n\nfind . -type f -name "*.ini" -exec rm {} \\;') == 0.0
+    assert _truncation("#!/bin/sh\n\nfind . -type f") < 1.0
+    assert _truncation("SELECT * FROM employees WHERE salary") == 1.0
+    assert _truncation("SELECT * FROM employees WHERE salary > 5000") < 1.0
+    assert _truncation("SELECT name FROM employees ORDER BY salary") < 1.0
+    assert _truncation("-- every row\nSELECT *") == 1.0
+    words = "def reverse(s):\n    words = s.split()\n    return "
+    assert _truncation(words + "'") == 1.0
+    assert _truncation(words + "' '.join(w[::-1] for w in words)") == 0.0
+    assert _truncation("#!/bin/bash\n\nfor dir in */\ndo") == 1.0
+    assert _truncation("What should we do") < 1.0
+    # "so" joining a clause that never came; a place after a number; a modifier without its word
+    assert _truncation("The dress was $50 and 30% off so") == 1.0
+    assert _truncation("Yes, I think so") < 1.0
+    assert _truncation("He spent 3 * $1 = $3 on pens.\nHe spent 4 * $3 = $12 on") == 1.0
+    assert _truncation("Turn the lights off and carry on") < 1.0
+    assert _truncation("She had 5 apples and every") == 1.0
 
 
 def test_fast_paths_agree_with_what_they_replace(gsm8k) -> None:

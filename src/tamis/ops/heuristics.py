@@ -227,6 +227,10 @@ DANGLING_WORDS = frozenset(
         "has",
         "have",
         "will",
+        # a determiner or modifier without its word
+        "every",
+        "very",
+        "whether",
     ]
 )
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
@@ -305,6 +309,85 @@ CUT_OPERATOR = re.compile(r"\d[^\n]*\s[*×/]$|[\d)]\s+x$")
 SHELL_OPENS = re.compile(r"^\s*(?:for|while|until|if|elif)\b.*;\s*(?:do|then)$")
 # Python: a block keyword on the last line, where the code's other blocks end their header in ":"
 PY_BLOCK = re.compile(r"^\s*(?:for|while|if|elif|with|def|class|try|except|finally)\b")
+# a statement stopped at its operator: `return n *`, `total = price /`
+CODE_OPERATOR = re.compile(r"(?:=|\breturn\b).*\s(?:[*/%]|\*\*|//)$")
+# SQL that names its columns and stops before FROM: `SELECT *`
+SELECT_ALL = re.compile(r"\bSELECT\s+(?:DISTINCT\s+)?\*$")
+# a comment opened and left empty as the last line: "#", "//", "/*"
+EMPTY_COMMENT = frozenset(["#", "//", "/*", "<!--"])
+# a C-family function header whose body never came: `int main()`, `public static void run()`
+FUNC_HEADER = re.compile(
+    r"^\s*(?:(?:public|private|protected|static|final|virtual|inline|extern|unsigned|signed"
+    r"|const|async|export)\s+)*(?:int|void|char|float|double|bool|boolean|long|short|auto|size_t"
+    r"|string|String|std::\w+|func|fn|function)\b[\s*&]+[\w:~]+\s*\([^;{}]*\)\s*(?:const)?$"
+)
+# `find` predicates that need their argument, and `-exec` never ended by `\;` or `+`
+FIND_NEEDS_ARG = frozenset(
+    [
+        "-type",
+        "-name",
+        "-iname",
+        "-path",
+        "-ipath",
+        "-exec",
+        "-execdir",
+        "-ok",
+        "-size",
+        "-mtime",
+        "-mmin",
+        "-atime",
+        "-ctime",
+        "-newer",
+        "-user",
+        "-group",
+        "-perm",
+        "-maxdepth",
+        "-mindepth",
+        "-regex",
+        "-iregex",
+    ]
+)
+# SQL: a condition with its column but not its test (`WHERE salary`, `JOIN t ON a.id`)
+SQL_BARE_CONDITION = re.compile(r"\b(?:WHERE|AND|OR|HAVING|ON)\s+[\w.]+$")
+# a shell block's `do`/`then` alone on the last line, after its `for`/`while`/`if` line
+SHELL_HEADER = re.compile(r"^\s*(?:for|while|until|if|elif)\b")
+# "so" ends a sentence after these ("I think so", "if you say so"); elsewhere it joins a clause
+SO_ENDS_AFTER = frozenset(
+    [
+        "think",
+        "thought",
+        "hope",
+        "believe",
+        "guess",
+        "suppose",
+        "say",
+        "said",
+        "says",
+        "do",
+        "did",
+        "does",
+        "not",
+        "be",
+        "is",
+        "was",
+        "are",
+        "were",
+        "told",
+        "seems",
+        "seemed",
+        "appears",
+        "appeared",
+        "feel",
+        "felt",
+        "expect",
+        "imagine",
+        "fear",
+        "why",
+        "just",
+        "even",
+        "ever",
+    ]
+)
 # a sentence end inside a paragraph: punctuation, space, capital (not after a title like "Dr.")
 SENT_END = re.compile(
     r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bSt)(?<!\bMrs)(?<!\bProf)[.!?][\"')\]]*\s+[\"'(]?[A-Z]"
@@ -373,6 +456,8 @@ def _truncation(text: str) -> float:
         return 1.0
     if _cut_code(s) or (s[-1] in "*×/x" and CUT_OPERATOR.search(s[-40:])):
         return 1.0
+    if _cut_statement(s, last):
+        return 1.0
     if s.endswith(":"):
         return 1.0  # it announces what follows ("Here is the code:") and nothing follows
     if s.endswith(TERMINAL):
@@ -388,6 +473,51 @@ def _truncation(text: str) -> float:
     elif s.count(". ") >= 2 and not s[-1].isdigit():
         return 0.5
     return 0.0
+
+
+def _cut_statement(s: str, last: str) -> bool:
+    """A command or sentence that cannot end where it does: an operator without its right-hand
+    side, an empty comment, a function header without its body, a `find` predicate without its
+    argument, an SQL condition without its test, a shell `do`/`then` with nothing after it, a
+    clause joined by "so" or a place after a number ("$12 on") and nothing after them.
+
+    `last` is the last word, lower-cased. Each look is gated by the text's last characters, so
+    most answers leave at the first test.
+    """
+    tail = s[-1]
+    if tail in "*/%" or last in EMPTY_COMMENT:
+        last_line = s.rsplit("\n", 1)[-1].strip()
+        if last_line in EMPTY_COMMENT:
+            return "\n" in s  # the comment of a longer answer, not a lone "#"
+        return (
+            CODE_OPERATOR.search(last_line[-60:]) is not None
+            or SELECT_ALL.search(last_line[-60:]) is not None
+        )
+    if last in ("'", '"'):  # `return '`: a quote opened on the last line and never closed
+        last_line = s.rsplit("\n", 1)[-1]
+        return last_line.count(last) % 2 == 1 and CODE_LINE.search(last_line) is not None
+    if tail == ")":
+        return FUNC_HEADER.match(s.rsplit("\n", 1)[-1]) is not None
+    if last in FIND_NEEDS_ARG or "-exec" in last:
+        return "find " in s.rsplit("\n", 1)[-1]
+    if last in ("do", "then"):
+        lines = [ln for ln in s.split("\n") if ln.strip()]
+        return (
+            len(lines) >= 2
+            and lines[-1].strip() == last
+            and SHELL_HEADER.match(lines[-2]) is not None
+        )
+    if last == "so":
+        words = s.rsplit(None, 2)
+        return len(words) == 3 and words[1].lower().strip(",") not in SO_ENDS_AFTER
+    if last in ("on", "in"):
+        words = s.rsplit(None, 2)  # "$12 on", "00:00 on": a number, then its place never came
+        return len(words) == 3 and any(c.isdigit() for c in words[1])
+    return (
+        tail.isalnum()
+        and ("WHERE" in s or " ON " in s)
+        and SQL_BARE_CONDITION.search(s[-60:]) is not None
+    )
 
 
 def _cut_code(s: str) -> bool:
