@@ -171,6 +171,8 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     # "so" joining a clause that never came; a place after a number; a modifier without its word
     assert _truncation("The dress was $50 and 30% off so") == 1.0
     assert _truncation("Yes, I think so") < 1.0
+    assert _truncation("It takes about an hour or so") < 1.0
+    assert _truncation("COME ON BABY") < 1.0  # capitals in prose are no SQL
     assert _truncation("He spent 3 * $1 = $3 on pens.\nHe spent 4 * $3 = $12 on") == 1.0
     assert _truncation("Turn the lights off and carry on") < 1.0
     assert _truncation("She had 5 apples and every") == 1.0

@@ -351,7 +351,7 @@ FIND_NEEDS_ARG = frozenset(
 SQL_BARE_CONDITION = re.compile(r"\b(?:WHERE|AND|OR|HAVING|ON)\s+[\w.]+$")
 # a shell block's `do`/`then` alone on the last line, after its `for`/`while`/`if` line
 SHELL_HEADER = re.compile(r"^\s*(?:for|while|until|if|elif)\b")
-# "so" ends a sentence after these ("I think so", "if you say so"); elsewhere it joins a clause
+# "so" ends a sentence after these ("I think so", "an hour or so"); elsewhere it joins a clause
 SO_ENDS_AFTER = frozenset(
     [
         "think",
@@ -386,6 +386,12 @@ SO_ENDS_AFTER = frozenset(
         "just",
         "even",
         "ever",
+        "or",  # "an hour or so"
+        "done",
+        "doing",
+        "more",
+        "quite",
+        "only",
     ]
 )
 # a sentence end inside a paragraph: punctuation, space, capital (not after a title like "Dr.")
@@ -515,7 +521,7 @@ def _cut_statement(s: str, last: str) -> bool:
         return len(words) == 3 and any(c.isdigit() for c in words[1])
     return (
         tail.isalnum()
-        and ("WHERE" in s or " ON " in s)
+        and ("SELECT" in s or "UPDATE" in s or "DELETE" in s)  # SQL, not capitals in prose
         and SQL_BARE_CONDITION.search(s[-60:]) is not None
     )
 
