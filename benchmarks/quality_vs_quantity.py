@@ -117,9 +117,10 @@ def main() -> None:
     # training time summed over runs, so a resumed run reports what the runs took, not the resume
     minutes = sum(r["train_seconds"] for x in arms.values() for r in x["runs"]) / 60
 
-    def paired(a: str, b: str) -> list[float]:
-        by_seed = {r["seed"]: r["metrics"]["accuracy"] for r in arms[b]["runs"]}
-        return [100 * (r["metrics"]["accuracy"] - by_seed[r["seed"]]) for r in arms[a]["runs"]]
+    def paired(arm: str, other: str) -> list[float]:
+        """Accuracy points `arm` gains over `other`, seed by seed."""
+        base = {r["seed"]: r["metrics"]["accuracy"] for r in arms[other]["runs"]}
+        return [100 * (r["metrics"]["accuracy"] - base[r["seed"]]) for r in arms[arm]["runs"]]
 
     eps = 1e-9  # accuracies are counts over the test set: 154/3080 is 5 points, not 4.999...
     checks = [

@@ -321,7 +321,7 @@ FUNC_HEADER = re.compile(
     r"|const|async|export)\s+)*(?:int|void|char|float|double|bool|boolean|long|short|auto|size_t"
     r"|string|String|std::\w+|func|fn|function)\b[\s*&]+[\w:~]+\s*\([^;{}]*\)\s*(?:const)?$"
 )
-# `find` predicates that need their argument, and `-exec` never ended by `\;` or `+`
+# `find` predicates that need their argument (`-type`, `-exec` with no command after it)
 FIND_NEEDS_ARG = frozenset(
     [
         "-type",
@@ -499,12 +499,9 @@ def _cut_statement(s: str, last: str) -> bool:
             CODE_OPERATOR.search(last_line[-60:]) is not None
             or SELECT_ALL.search(last_line[-60:]) is not None
         )
-    if last in ("'", '"'):  # `return '`: a quote opened on the last line and never closed
-        last_line = s.rsplit("\n", 1)[-1]
-        return last_line.count(last) % 2 == 1 and CODE_LINE.search(last_line) is not None
     if tail == ")":
         return FUNC_HEADER.match(s.rsplit("\n", 1)[-1]) is not None
-    if last in FIND_NEEDS_ARG or "-exec" in last:
+    if last in FIND_NEEDS_ARG:
         return "find " in s.rsplit("\n", 1)[-1]
     if last in ("do", "then"):
         lines = [ln for ln in s.split("\n") if ln.strip()]
@@ -539,12 +536,16 @@ def _cut_code(s: str) -> bool:
     # the cheap looks at the last line first: most answers leave here
     dangling = last_token in CODE_DANGLING or OPENS_BLOCK.match(last_line) is not None
     header = not dangling and PY_BLOCK.match(last_line) is not None
-    # an odd number of double quotes on a code line: `echo "There are $lines lines`
+    # a string opened on a code line and never closed: an odd number of double quotes
+    # (`echo "There are $lines lines`), or a lone single quote as the last token (`return '`;
+    # single quotes alone are no sign, apostrophes are single quotes too)
     open_string = (
         not (dangling or header)
-        and last_line.count('"') % 2 == 1
+        and (
+            (last_line.count('"') % 2 == 1 and '"""' not in s)
+            or (last_token == "'" and last_line.count("'") % 2 == 1)
+        )
         and CODE_LINE.search(last_line) is not None
-        and '"""' not in s
     )
     if not (dangling or header or open_string):
         return False
