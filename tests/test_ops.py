@@ -176,6 +176,14 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     assert _truncation("He spent 3 * $1 = $3 on pens.\nHe spent 4 * $3 = $12 on") == 1.0
     assert _truncation("Turn the lights off and carry on") < 1.0
     assert _truncation("She had 5 apples and every") == 1.0
+    # a last line of one name never used before: a statement or step cut after its first word
+    avg = "total = 0\nfor row in reader:\n    total += int(row[col])\n    n += 1\n\n"
+    assert _truncation(avg + "average_score") == 1.0
+    assert _truncation(avg + "average_score = total / n") < 1.0
+    assert _truncation("\n".join([*lines[:2], "There"])) == 1.0
+    disk = "check_disk_usage() {\n    usage=$(df -h / | tail -1)\n    echo $usage\n}\n\n"
+    assert _truncation(disk + "check_disk_usage") < 1.0  # a call of what it defined
+    assert _truncation('if [ -f "$f" ]; then\n    n=$(wc -l < "$f")\n    echo $n\nfi') < 1.0
 
 
 def test_fast_paths_agree_with_what_they_replace(gsm8k) -> None:

@@ -350,6 +350,34 @@ FIND_NEEDS_ARG = frozenset(
 # SQL: a condition with its column but not its test (`WHERE salary`, `JOIN t ON a.id`)
 SQL_BARE_CONDITION = re.compile(r"\b(?:WHERE|AND|OR|HAVING|ON)\s+[\w.]+$")
 # a shell block's `do`/`then` alone on the last line, after its `for`/`while`/`if` line
+LONE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a whole line (fullmatch)
+# words that end a program alone on the last line
+BLOCK_CLOSERS = frozenset(
+    [
+        "fi",
+        "done",
+        "esac",
+        "end",
+        "pass",
+        "break",
+        "continue",
+        "return",
+        "else",
+        "exit",
+        "then",
+        "do",
+        "endif",
+        "endfor",
+        "endwhile",
+        "wend",
+        "next",
+        "loop",
+        "begin",
+        "quit",
+        "stop",
+        "main",
+    ]
+)
 SHELL_HEADER = re.compile(r"^\s*(?:for|while|until|if|elif)\b")
 # "so" ends a sentence after these ("I think so", "an hour or so"); elsewhere it joins a clause
 SO_ENDS_AFTER = frozenset(
@@ -516,11 +544,30 @@ def _cut_statement(s: str, last: str) -> bool:
     if last in ("on", "in"):
         words = s.rsplit(None, 2)  # "$12 on", "00:00 on": a number, then its place never came
         return len(words) == 3 and any(c.isdigit() for c in words[1])
-    return (
-        tail.isalnum()
-        and ("SELECT" in s or "UPDATE" in s or "DELETE" in s)  # SQL, not capitals in prose
+    if not (tail.isalnum() or tail == "_"):
+        return False
+    if (
+        ("SELECT" in s or "UPDATE" in s or "DELETE" in s)  # SQL, not capitals in prose
         and SQL_BARE_CONDITION.search(s[-60:]) is not None
-    )
+    ):
+        return True
+    return _lone_new_name(s)
+
+
+def _lone_new_name(s: str) -> bool:
+    """The last line is one bare name the answer never used before, after lines of code or
+    working (`average_score` where `average_score = total / n` was being written; "There" opening
+    gsm8k's next step): a statement or sentence cut after its first word. A name used before is a
+    call or a printed value (`check_disk_usage` after its definition), and block closers (`fi`,
+    `done`, `end`) end programs."""
+    head, sep, line = s.rpartition("\n")
+    name = line.strip()
+    if not sep or not LONE_NAME.fullmatch(name) or name.lower() in BLOCK_CLOSERS:
+        return False
+    lines = head.split("\n")
+    if len(lines) < 2 or sum("=" in ln or "(" in ln for ln in lines) < 2:
+        return False
+    return re.search(rf"\b{re.escape(name)}\b", head) is None
 
 
 def _cut_code(s: str) -> bool:
