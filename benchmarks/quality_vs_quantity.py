@@ -45,12 +45,20 @@ def main() -> None:
     ap.add_argument("--test-limit", type=int, default=None)
     ap.add_argument("--work", default=None, help="default: out/bench-qvq-<per-class>x<epochs>")
     ap.add_argument("--no-doc", action="store_true")
+    ap.add_argument(
+        "--label-issues",
+        choices=["drop", "relabel"],
+        default="drop",
+        help="what the curated arm does with wrong labels (relabel: confident ones fixed)",
+    )
     a = ap.parse_args()
 
     from tamis.experiment import ExperimentConfig, run_experiment
+    from tamis.ops.labels import LabelIssuesOp
     from tamis.testing.defects import corrupt_classification
 
-    work = Path(a.work or ROOT / "out" / f"bench-qvq-{a.per_class}x{a.epochs:g}")
+    setting = f"{a.per_class}x{a.epochs:g}" + ("_relabel" if a.label_issues == "relabel" else "")
+    work = Path(a.work or ROOT / "out" / f"bench-qvq-{setting}")
     work.mkdir(parents=True, exist_ok=True)
     with open(DATA / "train.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -69,7 +77,7 @@ def main() -> None:
             "train": [str(work / "noisy.jsonl")],
             "test": [str(DATA / "test.csv")],
             "recipe": "classification",
-            "label_issues": "drop",
+            "label_issues": a.label_issues,
             "arms": ["raw", "curated", "random"],
             "extra_arms": [{"name": "ceiling", "data": str(work / "clean.jsonl")}],
             "seeds": a.seeds,
@@ -128,6 +136,28 @@ def main() -> None:
         ("curated within 2 points of the ceiling", acc["ceiling"] - acc["curated"] <= 0.02 + eps),
         ("curated > random of the same size", acc["curated"] > acc["random"]),
     ]
+    relabelled = ""
+    if a.label_issues == "relabel":
+        fixes = [
+            json.loads(x)
+            for x in (work / "experiment" / "clean" / "curated" / "changes.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        fixes = [c for c in fixes if c["fix"] == "relabel"]
+        by_id = {r["id"]: t for r, t in zip(noisy, truth, strict=True)}
+        true_label = {r["text"]: r["category"] for r in clean_rows}
+        original = {r["id"]: true_label.get(r["text"]) for r in noisy}
+        right = sum(
+            1 for c in fixes if by_id[c["id"]] == "flipped" and c["after"] == original[c["id"]]
+        )
+        made_wrong = sum(1 for c in fixes if by_id[c["id"]] is None)
+        relabelled = (
+            " Relabelled instead of dropped (suggested label at least "
+            f"{LabelIssuesOp.params['relabel_confidence'].default:g} likely): {len(fixes)} "
+            f"kept rows, of them {right} flipped rows given back their true label and "
+            f"{made_wrong} clean rows given a wrong one."
+        )
     removed = ", ".join(
         f"{k} {caught[k]}/{total[k]}"
         for k in ("flipped", "near_duplicate", "empty", "off_language", "boilerplate", "clean")
@@ -143,8 +173,8 @@ def main() -> None:
         f"set ({'all 3,080' if not a.test_limit else a.test_limit} rows); mean ± std over seeds "
         f"{a.seeds}. Training, all runs together: {minutes:.0f} min on this machine.\n\n"
         + "\n".join(lines)
-        + "\n\nWhat `tamis clean` (classification recipe + `label_issues: drop`) removed, by "
-        f"injected kind: {removed}.\n\n"
+        + f"\n\nWhat `tamis clean` (classification recipe + `label_issues: {a.label_issues}`) "
+        f"removed, by injected kind: {removed}.{relabelled}\n\n"
         + "\n".join(f"- {name}: {'yes' if ok else '**no**'}" for name, ok in checks)
         + f"\n- accuracy gain of curated over raw: {100 * (acc['curated'] - acc['raw']):+.2f} "
         f"points; gap to the ceiling: {100 * (acc['ceiling'] - acc['curated']):.2f} points."
@@ -156,7 +186,7 @@ def main() -> None:
     )
     print(body)
     if not a.no_doc:
-        write_section(f"quality_vs_quantity_{a.per_class}x{a.epochs:g}", body)
+        write_section(f"quality_vs_quantity_{setting}", body)
 
 
 if __name__ == "__main__":

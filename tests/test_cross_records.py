@@ -84,19 +84,35 @@ def test_semantic_duplicate_found_and_named(tmp_path: Path, b77) -> None:
     assert rejected["para"]["score"] >= 0.95
 
 
-def test_planted_label_flips_are_found_by_label_issues(tmp_path: Path, b77) -> None:
-    rng = random.Random(3)
-    labels = sorted({r["category"] for r in b77})
-    keep = {"card_arrival", "exchange_rate", "lost_or_stolen_phone", "top_up_failed", "age_limit"}
-    rows = [dict(r) for r in b77 if r["category"] in keep]
-    flipped = rng.sample(range(len(rows)), 12)
+FIVE_INTENTS = {
+    "card_arrival",
+    "exchange_rate",
+    "lost_or_stolen_phone",
+    "top_up_failed",
+    "age_limit",
+}
+
+
+def _planted_flips(
+    b77: list[dict], tmp: Path, n: int, seed: int
+) -> tuple[Path, list[dict], list[int]]:
+    """Five intents of banking77 as a CSV with `n` labels flipped: (file, rows, flipped rows)."""
+    rng = random.Random(seed)
+    rows = [dict(r) for r in b77 if r["category"] in FIVE_INTENTS]
+    flipped = rng.sample(range(len(rows)), n)
     for i in flipped:
-        rows[i]["category"] = rng.choice(sorted(keep - {rows[i]["category"]}))
-    src = tmp_path / "noisy.csv"
+        rows[i]["category"] = rng.choice(sorted(FIVE_INTENTS - {rows[i]["category"]}))
+    src = tmp / "noisy.csv"
     with open(src, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, ["text", "category"])
         w.writeheader()
         w.writerows(rows)
+    return src, rows, flipped
+
+
+def test_planted_label_flips_are_found_by_label_issues(tmp_path: Path, b77) -> None:
+    labels = sorted({r["category"] for r in b77})
+    src, _, flipped = _planted_flips(b77, tmp_path, 12, seed=3)
     result = CliRunner().invoke(app, ["label-issues", str(src), "-o", str(tmp_path / "li"), "-q"])
     assert result.exit_code == 0, result.output
     found = [json.loads(x) for x in (tmp_path / "li/label_issues.jsonl").read_text().splitlines()]
@@ -108,7 +124,7 @@ def test_planted_label_flips_are_found_by_label_issues(tmp_path: Path, b77) -> N
     scores = [f["score"] for f in found]
     assert scores == sorted(scores)  # ranked, most likely wrong first
     report = json.loads((tmp_path / "li/label_report.json").read_text())
-    assert {c["label"] for c in report["classes"]} == keep
+    assert {c["label"] for c in report["classes"]} == FIVE_INTENTS
     assert all("estimated_noise" in c for c in report["classes"])
 
 
@@ -123,6 +139,46 @@ def test_label_issues_operator_flags_without_dropping(tmp_path: Path, b77) -> No
     issues = [json.loads(x) for x in (tmp_path / "o/label_issues.jsonl").read_text().splitlines()]
     assert any(i["id"] == "r0" and i["suggested_label"] == "card_arrival" for i in issues)
     assert (tmp_path / "o/outliers.jsonl").exists()
+
+
+def test_label_issues_relabel_fixes_confident_flips_and_drops_the_rest(tmp_path: Path, b77) -> None:
+    true = [r["category"] for r in b77 if r["category"] in FIVE_INTENTS]
+    src, rows, flips = _planted_flips(b77, tmp_path, 15, seed=5)
+    flipped = set(flips)
+    recipe = _recipe(tmp_path, [{"label_issues": {"action": "relabel"}}])
+    # one worker, and two with the kept file written in two halves: the same bytes
+    res = clean(str(src), str(tmp_path / "a"), recipe, workers=1, batch_size=100)
+    clean(str(src), str(tmp_path / "b"), recipe, workers=2, batch_size=100)
+    for name in ("kept.jsonl", "rejected.jsonl", "changes.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert res.counts["kept"] + res.counts["rejected"] == len(rows)
+    line = {f"noisy.csv:{i + 2}": i for i in range(len(rows))}
+    changes = [json.loads(x) for x in (tmp_path / "a/changes.jsonl").read_text().splitlines()]
+    assert changes and all(
+        c["op"] == "label_issues" and c["fix"] == "relabel" and c["field"] == "category"
+        for c in changes
+    )
+    assert all(c["before"] == rows[line[c["id"]]]["category"] for c in changes)
+    restored = [
+        c for c in changes if line[c["id"]] in flipped and c["after"] == true[line[c["id"]]]
+    ]
+    assert len(restored) >= 10  # most of the 15 flips get their true label back
+    assert len(restored) / len(changes) >= 0.8
+    kept = {}
+    for x in (tmp_path / "a/kept.jsonl").read_text().splitlines():
+        obj = json.loads(x)
+        kept[obj["text"]] = obj
+    for c in changes:  # the kept row carries the new label in its own field, nothing else moved
+        assert kept[rows[line[c["id"]]]["text"]] == {**rows[line[c["id"]]], "category": c["after"]}
+    rejected = [json.loads(x) for x in (tmp_path / "a/rejected.jsonl").read_text().splitlines()]
+    assert all(r["reasons"][0]["reason"] == "label_issue" for r in rejected)
+    issues = [json.loads(x) for x in (tmp_path / "a/label_issues.jsonl").read_text().splitlines()]
+    assert len(issues) == len(changes) + len(rejected)  # every flag fixed or dropped
+    sure = {i["id"] for i in issues if i["confidence"] >= 0.5}
+    assert {c["id"] for c in changes} == sure
+    op = next(o for o in res.summary["operators"] if o["op"] == "label_issues")
+    assert op["changes"] == {"relabel": len(changes)}
+    assert op["notes"]["relabelled"] == len(changes)
 
 
 def test_planted_contamination_is_found_naming_the_test_record(

@@ -22,7 +22,7 @@ class ExperimentConfig:
     train: ../shared/data/banking77/train.csv   # the raw data, as it came
     test: ../shared/data/banking77/test.csv     # held out, never cleaned or trained on
     recipe: classification                      # the clean recipe of the curated arm
-    label_issues: drop                          # flag or drop wrong labels in curated
+    label_issues: drop                          # flag, drop or relabel wrong labels in curated
     arms: [raw, curated, random]
     growth: [0.1, 0.25, 0.5, 1.0]               # fractions of curated ("start small")
     extra_arms:
@@ -41,7 +41,7 @@ class ExperimentConfig:
     label_field: str | None = None
     text_field: str | None = None
     recipe: str | None = None
-    label_issues: str | None = "drop"  # drop, flag or none (classification only)
+    label_issues: str | None = "drop"  # drop, relabel, flag or none (classification only)
     arms: list[str] = field(default_factory=lambda: list(STANDARD_ARMS))
     growth: list[float] = field(default_factory=list)
     extra_arms: list[dict[str, Any]] = field(default_factory=list)
@@ -114,8 +114,8 @@ class ExperimentConfig:
         for arm in self.extra_arms:
             if "name" not in arm or not ({"data", "recipe"} & set(arm)):
                 raise TamisError(f"an extra arm needs a name and data or recipe: {arm}")
-        if self.label_issues not in (None, "none", "flag", "drop"):
-            raise TamisError("label_issues is drop, flag or none")
+        if self.label_issues not in (None, "none", "flag", "drop", "relabel"):
+            raise TamisError("label_issues is drop, relabel, flag or none")
         if not self.seeds:
             raise TamisError("give at least one seed")
 

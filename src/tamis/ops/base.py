@@ -91,6 +91,9 @@ class CrossContext:
     embeddings: Any = None  # (records, dim) float32, when an op uses embeddings
     artifacts: dict[str, Any] = field(default_factory=dict)  # extra JSONL files: iterables of rows
     notes: dict[str, Any] = field(default_factory=dict)  # what the op reports in summary.json
+    # edits to records the op keeps (a relabel): position -> (JSON path in the record's own
+    # object, the logged Change); applied when kept.jsonl is written, listed in changes.jsonl
+    fixes: dict[int, tuple[tuple[Any, ...], Change]] = field(default_factory=dict)
 
 
 _CHUNK = 65536

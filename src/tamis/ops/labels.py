@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tamis.errors import TamisError
-from tamis.ops.base import CrossContext, Operator, Param, Reason, register
+from tamis.ops.base import Change, CrossContext, Operator, Param, Reason, register
 from tamis.records.model import Record
 
 
@@ -148,10 +148,17 @@ class LabelIssuesOp(Operator):
     name = "label_issues"
     description = (
         "wrong labels: K-fold out-of-sample probabilities on MiniLM embeddings, then cleanlab's "
-        "confident learning; flags by default (label_issues.jsonl), drops if asked"
+        "confident learning; flags by default (label_issues.jsonl), drops or relabels if asked"
     )
     params = {
-        "action": Param("flag", "flag (label_issues.jsonl only) or drop"),
+        "action": Param(
+            "flag",
+            "flag (label_issues.jsonl only), drop, or relabel (take the suggested label when the "
+            "model gives it at least relabel_confidence, drop the others)",
+        ),
+        "relabel_confidence": Param(
+            0.5, "relabel: out-of-sample probability the suggested label needs (0-1)"
+        ),
         "folds": Param(5, "cross-validation folds"),
         "c": Param(10.0, "inverse regularisation of the logistic regression"),
         "seed": Param(0, "fold assignment seed"),
@@ -165,11 +172,15 @@ class LabelIssuesOp(Operator):
     def keys(self, records: list[Record]) -> list[Any]:
         from tamis.models.embeddings import record_text
 
-        return [(r.label, record_text(r)[:500]) for r in records]
+        return [(r.label, record_text(r)[:500], r.label_path) for r in records]
 
     def decide_all(self, keys: Any, ctx: CrossContext) -> dict[int, Reason]:
-        texts = [t for _, t in keys]
-        keys = [lab for lab, _ in keys]
+        action = self.p["action"]
+        if action not in ("flag", "drop", "relabel"):
+            raise TamisError(f"label_issues: action is flag, drop or relabel, not {action!r}")
+        texts = [t for _, t, _ in keys]
+        paths = [p for _, _, p in keys]
+        keys = [lab for lab, _, _ in keys]
         has = [i for i, lab in enumerate(keys) if lab is not None]
         if len(has) < 4:
             ctx.notes["skipped"] = "fewer than 4 labelled records"
@@ -186,6 +197,7 @@ class LabelIssuesOp(Operator):
         for j in res.ranked():
             pos = has[int(j)]
             suggested = res.per_class[int(res.suggested[j])]["label"]
+            confidence = float(res.pred_probs[j, int(res.suggested[j])])
             rows.append(
                 {
                     "id": ctx.ids[pos],
@@ -193,14 +205,27 @@ class LabelIssuesOp(Operator):
                     "given_label": keys[pos],
                     "suggested_label": suggested,
                     "score": round(float(res.score[j]), 4),
+                    "confidence": round(confidence, 4),
                 }
             )
-            if self.p["action"] == "drop":
+            if (
+                action == "relabel"
+                and paths[pos]
+                and confidence >= self.p["relabel_confidence"]
+                and suggested != keys[pos]
+            ):
+                # the label field keeps its own name; the change is logged like a mapper's
+                field_name = ".".join(str(x) for x in paths[pos])
+                change = Change(self.name, field_name, "relabel", keys[pos], suggested)
+                ctx.fixes[pos] = (tuple(paths[pos]), change)
+            elif action in ("drop", "relabel"):
                 out[pos] = Reason(
                     self.name, "label_issue", float(res.score[j]), detail=f"suggested: {suggested}"
                 )
         ctx.artifacts["label_issues.jsonl"] = rows
         ctx.notes.update({"flagged": len(rows), "classes": res.per_class})
+        if action == "relabel":
+            ctx.notes["relabelled"] = len(ctx.fixes)
         return out
 
 
@@ -247,6 +272,7 @@ def label_issues_report(
                 "given_label": r.label,
                 "suggested_label": res.per_class[int(res.suggested[j])]["label"],
                 "score": round(float(res.score[j]), 4),
+                "confidence": round(float(res.pred_probs[j, int(res.suggested[j])]), 4),
             }
             fh.write(dumps(row) + "\n")
     report = {

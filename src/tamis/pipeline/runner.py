@@ -354,6 +354,7 @@ def clean(
     # files cross-record ops write (clusters.jsonl), empty when they found nothing
     artifacts: dict[str, list[Any]] = {a: [] for op in cross_ops for a in op.artifacts}
     notes: dict[str, dict[str, Any]] = {}
+    fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] = {}
     for op in cross_ops:
         t0 = time.perf_counter()
         k = op.gather_keys(_key_chunks(work, op.name, batch_records), sum(batch_records), work)
@@ -371,6 +372,8 @@ def clean(
             artifacts.setdefault(name, []).append(rows)
         if ctx.notes:
             notes[op.name] = ctx.notes
+        for pos, fix in sorted(ctx.fixes.items()):
+            fixes.setdefault(int(pos), []).append(fix)
         op_seconds[op.name] += time.perf_counter() - t0
     embeddings = signal_arrays = None
 
@@ -386,6 +389,7 @@ def clean(
         artifacts,
         notes,
         workers=getattr(executor, "workers", 1) or 1,
+        fixes=fixes,
     )
     wall = time.perf_counter() - t_start
     summary["timings"] = {
@@ -535,10 +539,12 @@ def _write_batches(
     ids: Any,
     paths: dict[str, str],
     signals: Any = None,
+    fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] | None = None,
 ) -> dict[str, Counter]:
     """Write the JSONL outputs of `batches` (whose first record is at `pos0`) to `paths`; with a
-    `signals(batch result, position of its first record)` writer also their signals. Returns the
-    tallies for summary.json."""
+    `signals(batch result, position of its first record)` writer also their signals. `fixes`
+    (position -> [(path, Change)], from cross-record ops) edit the kept records they name. Returns
+    the tallies for summary.json."""
     tally: dict[str, Counter] = {t: Counter() for t in TALLIES}
     counts, by_reason, by_op = tally["counts"], tally["by_reason"], tally["by_op"]
     cursor = _CrossCursor(decisions, ids, pos0) if decisions else None
@@ -548,6 +554,7 @@ def _write_batches(
         for b in batches:
             res = _load(work, b)
             first = pos
+            late: list[str] = []  # changes.jsonl lines of cross-record fixes, after the mappers'
             for i in range(len(res["ids"])):
                 local = res["reasons"][i]
                 cross = cursor.at(pos) if cursor else []
@@ -565,13 +572,24 @@ def _write_batches(
                         by_op[name] += 1
                     for op_name, code in pairs:
                         by_reason[f"{op_name}/{code}"] += 1
+                elif fixes and pos - 1 in fixes:
+                    obj = json.loads(res["out"][i])
+                    for path, change in fixes[pos - 1]:
+                        target = obj
+                        for key in path[:-1]:
+                            target = target[key]
+                        target[path[-1]] = change.after
+                        late.append(dumps(change.to_json(ids[pos - 1])))
+                    fh["kept.jsonl"].write(dumps(obj) + "\n")
+                    counts["kept"] += 1
                 else:
                     fh["kept.jsonl"].write(res["out"][i] + "\n")
                     counts["kept"] += 1
-            for line in res["changes"]:
+            for line in [*res["changes"], *late]:
                 fh["changes.jsonl"].write(line + "\n")
                 c = json.loads(line)
                 tally["changes"][f"{c['op']}/{c['fix']}"] += 1
+            late.clear()
             for q in res["quarantined"]:
                 fh["quarantine.jsonl"].write(dumps(q) + "\n")
                 counts["quarantined"] += 1
@@ -607,6 +625,7 @@ def _write_in_two(
     paths: dict[str, str],
     before: Any,
     meanwhile: Any,
+    fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] | None = None,
 ) -> dict[str, Counter]:
     """`_write_batches` over all batches, the same bytes: the first half in a forked process that
     first calls `before` (the cross-record artifacts), the second here, which then calls
@@ -620,13 +639,14 @@ def _write_in_two(
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     helper = ctx.Process(
-        target=_write_half, args=(send, before, work, range(half), 0, decisions, ids, paths)
+        target=_write_half,
+        args=(send, before, work, range(half), 0, decisions, ids, paths, None, fixes),
     )
     helper.start()
     send.close()
     status, got = "error", "this process failed first"
     try:
-        tally = _write_batches(work, range(half, n), pos_half, decisions, ids, parts)
+        tally = _write_batches(work, range(half, n), pos_half, decisions, ids, parts, fixes=fixes)
         meanwhile()
         try:
             status, got = recv.recv()
@@ -662,6 +682,7 @@ def _write_outputs(
     artifacts: dict[str, list[Any]],
     notes: dict[str, dict[str, Any]],
     workers: int = 1,
+    fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] | None = None,
 ) -> dict[str, Any]:
     schema = _schema(ops)
 
@@ -710,7 +731,7 @@ def _write_outputs(
                     first += batch_records[b]
 
         tally = _write_in_two(
-            work, batch_records, decisions, ids, jsonl, write_artifacts, all_signals
+            work, batch_records, decisions, ids, jsonl, write_artifacts, all_signals, fixes
         )
     else:
         write_artifacts()
@@ -723,6 +744,7 @@ def _write_outputs(
                 ids,
                 jsonl,
                 lambda res, first: write_signals(writer, res, first),
+                fixes,
             )
     for name in OUTPUTS:
         if name != "summary.json":
