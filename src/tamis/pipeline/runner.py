@@ -646,7 +646,7 @@ def _write_in_two(
     send.close()
     status, got = "error", "this process failed first"
     try:
-        tally = _write_batches(work, range(half, n), pos_half, decisions, ids, parts, fixes=fixes)
+        tally = _write_batches(work, range(half, n), pos_half, decisions, ids, parts, None, fixes)
         meanwhile()
         try:
             status, got = recv.recv()
