@@ -10,11 +10,14 @@ raw data: equal compute, so a smaller clean set is seen more often), evaluated t
 eval` on the untouched banking77 test set (3,080 rows):
 
 - raw: the noisy data as it is;
-- curated: `tamis clean` with the classification recipe plus `label_issues: drop`;
+- curated: `tamis clean` with the classification recipe plus `label_issues: drop`
+  (`--label-issues relabel`: confident suggestions relabelled, the other flags dropped; recorded
+  in its own section);
 - random: a random subset of raw the size of curated;
 - ceiling: the slice before corruption (what perfect cleaning could reach).
 
-Run: `python benchmarks/quality_vs_quantity.py [--seeds 0 1 2] [--per-class 39] [--epochs 2]`.
+Run: `python benchmarks/quality_vs_quantity.py [--seeds 0 1 2] [--per-class 39] [--epochs 2]
+[--label-issues drop|relabel]`.
 Resumable: finished (arm, seed) runs are reused from the work folder. Each setting (rows per
 intent, epochs) has its own section in docs/benchmarks.md, so a larger slice can be recorded
 beside the default one.

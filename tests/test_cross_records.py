@@ -145,6 +145,12 @@ def test_label_issues_relabel_fixes_confident_flips_and_drops_the_rest(tmp_path:
     true = [r["category"] for r in b77 if r["category"] in FIVE_INTENTS]
     src, rows, flips = _planted_flips(b77, tmp_path, 15, seed=5)
     flipped = set(flips)
+    from tamis.errors import RecipeError
+
+    for bad in ({"action": "fix"}, {"action": "relabel", "relabel_confidence": 50}):
+        with pytest.raises(RecipeError, match="label_issues"):  # before any record is read
+            clean(str(src), str(tmp_path / "bad"), _recipe(tmp_path, [{"label_issues": bad}]))
+    assert not (tmp_path / "bad" / "kept.jsonl").exists()
     recipe = _recipe(tmp_path, [{"label_issues": {"action": "relabel"}}])
     # one worker, and two with the kept file written in two halves: the same bytes
     res = clean(str(src), str(tmp_path / "a"), recipe, workers=1, batch_size=100)

@@ -349,7 +349,6 @@ FIND_NEEDS_ARG = frozenset(
 )
 # SQL: a condition with its column but not its test (`WHERE salary`, `JOIN t ON a.id`)
 SQL_BARE_CONDITION = re.compile(r"\b(?:WHERE|AND|OR|HAVING|ON)\s+[\w.]+$")
-# a shell block's `do`/`then` alone on the last line, after its `for`/`while`/`if` line
 LONE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a whole line (fullmatch)
 # words that end a program alone on the last line
 BLOCK_CLOSERS = frozenset(
@@ -378,6 +377,7 @@ BLOCK_CLOSERS = frozenset(
         "main",
     ]
 )
+# a shell block's `do`/`then` alone on the last line, after its `for`/`while`/`if` line
 SHELL_HEADER = re.compile(r"^\s*(?:for|while|until|if|elif)\b")
 # "so" ends a sentence after these ("I think so", "an hour or so"); elsewhere it joins a clause
 SO_ENDS_AFTER = frozenset(

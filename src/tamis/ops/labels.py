@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tamis.errors import TamisError
+from tamis.errors import RecipeError, TamisError
 from tamis.ops.base import Change, CrossContext, Operator, Param, Reason, register
 from tamis.records.model import Record
 
@@ -169,6 +169,15 @@ class LabelIssuesOp(Operator):
     uses_embeddings = True
     artifacts = ("label_issues.jsonl",)
 
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        if self.p["action"] not in ("flag", "drop", "relabel"):
+            raise RecipeError(
+                f"label_issues: action is flag, drop or relabel, not {self.p['action']!r}"
+            )
+        if not 0.0 <= float(self.p["relabel_confidence"]) <= 1.0:
+            raise RecipeError("label_issues: relabel_confidence is a probability, from 0 to 1")
+
     def keys(self, records: list[Record]) -> list[Any]:
         from tamis.models.embeddings import record_text
 
@@ -176,8 +185,6 @@ class LabelIssuesOp(Operator):
 
     def decide_all(self, keys: Any, ctx: CrossContext) -> dict[int, Reason]:
         action = self.p["action"]
-        if action not in ("flag", "drop", "relabel"):
-            raise TamisError(f"label_issues: action is flag, drop or relabel, not {action!r}")
         texts = [t for _, t, _ in keys]
         paths = [p for _, _, p in keys]
         keys = [lab for lab, _, _ in keys]

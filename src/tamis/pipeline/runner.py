@@ -589,7 +589,6 @@ def _write_batches(
                 fh["changes.jsonl"].write(line + "\n")
                 c = json.loads(line)
                 tally["changes"][f"{c['op']}/{c['fix']}"] += 1
-            late.clear()
             for q in res["quarantined"]:
                 fh["quarantine.jsonl"].write(dumps(q) + "\n")
                 counts["quarantined"] += 1
