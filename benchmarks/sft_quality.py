@@ -7,11 +7,12 @@ same budget (1 epoch, batch 4, lr 2e-4), evaluated through `tamis eval` on untou
 examples (held-out perplexity of the reference answers, exact match of the final number):
 
 - raw: the damaged data as it is;
-- curated: `tamis clean` with the default sft recipe;
+- curated: `tamis clean` with the default sft recipe (`--recipe maths` adds `arithmetic`);
 - random: a random subset of raw the size of curated;
 - base: the model before fine-tuning (no training; the same evaluation).
 
-Run: `python benchmarks/sft_quality.py [--n 400] [--seeds 0 1] [--test 50]`. Resumable.
+Run: `python benchmarks/sft_quality.py [--n 400] [--seeds 0 1] [--test 50] [--recipe maths]`.
+Resumable.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=50)
     ap.add_argument("--max-new-tokens", type=int, default=200)
     ap.add_argument("--work", default=str(ROOT / "out" / "bench-sft"))
+    ap.add_argument("--recipe", default="sft", help="the curated arm's clean recipe")
     ap.add_argument("--no-doc", action="store_true")
     a = ap.parse_args()
 
@@ -47,7 +49,7 @@ def main() -> None:
     from tamis.experiment import ExperimentConfig, run_experiment
     from tamis.testing import inject_defects
 
-    work = Path(a.work)
+    work = Path(a.work if a.recipe == "sft" else f"{a.work}-{a.recipe}")
     work.mkdir(parents=True, exist_ok=True)
     gsm = json.loads(GSM.read_text())
     damaged, truth = inject_defects(gsm[: a.n], rate=a.rate, seed=0, defects=KINDS)
@@ -57,6 +59,7 @@ def main() -> None:
     cfg = ExperimentConfig.from_dict(
         {
             "task": "sft",
+            "recipe": a.recipe,
             "train": [str(work / "raw.jsonl")],
             "test": [str(work / "test.jsonl")],
             "arms": ["raw", "curated", "random"],
@@ -126,12 +129,16 @@ def main() -> None:
         f"{a.max_new_tokens} tokens; mean ± std over seeds {a.seeds}. Whole run: "
         f"{minutes:.0f} min on this machine.\n\n"
         + "\n".join(lines)
-        + f"\n\nWhat `tamis clean` (sft recipe) removed, by injected kind: {removed}. "
-        "A wrong final number is invisible to per-record rules: it stays in curated."
+        + f"\n\nWhat `tamis clean` ({a.recipe} recipe) removed, by injected kind: {removed}."
+        + (
+            " A wrong final number is invisible to the sft recipe's rules: it stays in curated."
+            if a.recipe == "sft"
+            else ""
+        )
     )
     print(body)
     if not a.no_doc:
-        write_section("sft_quality", body)
+        write_section("sft_quality" if a.recipe == "sft" else f"sft_quality_{a.recipe}", body)
 
 
 if __name__ == "__main__":

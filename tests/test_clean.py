@@ -268,3 +268,27 @@ def test_endings_learns_what_finished_answers_look_like(tmp_path: Path, gsm8k) -
     res = tamis.clean(str(few), str(tmp_path / "c"), recipe)
     assert res.summary["operators"][0]["notes"]["skipped"] == "too few answers"
     assert res.summary["counts"]["rejected"] == 0
+
+
+def test_maths_recipe_drops_wrong_final_numbers_with_the_slip_named(tmp_path: Path, gsm8k) -> None:
+    objs, truth = inject_defects(gsm8k[:300], rate=0.3, seed=5, defects=["wrong_answer"])
+    src = tmp_path / "in.jsonl"
+    write_objects(objs, str(src))
+    res = tamis.clean(str(src), str(tmp_path / "out"), "maths", workers=2)
+    c = res.counts
+    assert c["input"] == 300 == c["kept"] + c["rejected"] + c["quarantined"]
+    why = {
+        r["id"]: r["reasons"]
+        for r in _rows(tmp_path / "out" / "rejected.jsonl")
+        if any(x["reason"] == "wrong_arithmetic" for x in r["reasons"])
+    }
+    wrong = {o["id"] for o, t in zip(objs, truth, strict=True) if t == "wrong_answer"}
+    assert len(why.keys() & wrong) >= 0.85 * len(wrong)
+    # untouched answers flagged: gsm8k's own slips, checked by hand ("So it cost 192*100=$1920",
+    # "they cost 6*2.5 = $18.00", "6/3=.5 hour", "4000 + 2040 = 6120 years")
+    assert why.keys() - wrong == {"r167", "r168", "r198", "r224"}
+    detail = next(x["detail"] for x in next(iter(why.values())) if x["op"] == "arithmetic")
+    assert " = " in detail and "(is " in detail
+    # the default sft recipe does not check arithmetic: the same answers are kept
+    plain = tamis.clean(str(src), str(tmp_path / "sft"), workers=1)
+    assert plain.counts["kept"] > c["kept"]

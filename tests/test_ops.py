@@ -328,3 +328,62 @@ def test_truncation_lm_finds_cuts_the_rules_cannot_see(gsm8k) -> None:
     assert op.compute(cut_recs[:1])[0]["end_logprob"] == pytest.approx(
         s_cut[0]["end_logprob"], abs=1e-3
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "wrong"),
+    [
+        ("Natalia sold 48/2 = 24 clips in May.", []),
+        ("Natalia sold 48+24 = 73 clips.", ["48 + 24 = 73 (is 72)"]),
+        ("<<48/2=25>>25 clips", ["48 / 2 = 25 (is 24)"]),  # gsm8k calculator annotations
+        ("(3 + 4 = 8)", ["3 + 4 = 8 (is 7)"]),
+        ("It takes 3 hours x 2 + 4 = 10 hours.", []),  # units belong to the expression
+        (
+            "She has 26 crayons + 62 crayons + 28 crayons = 159 crayons",
+            ["26 + 62 + 28 = 159 (is 116)"],
+        ),
+        ("Each costs 10/3 = 3.33, or 7/2 = 3 or 4 whole ones.", []),  # rounded as written
+        ("That is 3/4 = 75% of it, and $1 / 2 = 50 cents.", []),  # percent and cents
+        ("They ran 3 + 2 * 4 = 20 laps.", []),  # running working, left to right
+        ("He can 25 / 1/3 = 75 times.", []),  # a fraction as one number
+        ("It is (6/2)-1= 3-1 = 2 times.", []),  # a chain: each step checked
+        ("The losses are 5 thousand * 3 = 15 thousand.", []),  # scale words: not read
+        ("We get 2x + 8 = 66, so 2p - 1 = 5.", []),  # algebra: not read
+        ("20% of 40 + 10 = 18", []),  # the expression starts before "of"
+        ("So 1/2 a cup = 4 ounces.", []),  # a conversion, not a calculation
+        ("He uses 600 x 30 = 18 000 watts.", []),  # thousands after a space
+        ("if (a == 5 + 3) x = 4 + 4", []),  # code: no written result
+        ("The sum is 1 + 5 + 3 + 7 + 9 = 25.", []),
+        ("(15 - 8 = 4)", ["15 - 8 = 4 (is 7)"]),  # a real slip in GPTeacher code-gen
+    ],
+)
+def test_arithmetic_reads_worked_answers(text: str, wrong: list[str]) -> None:
+    from tamis.ops.arithmetic import check
+
+    assert [w for _, w in check(text)[1]] == wrong
+
+
+def test_arithmetic_catches_changed_final_numbers_in_real_answers(gsm8k) -> None:
+    """Every gsm8k answer of the first 1,500 with its final number changed (seeded), as the
+    sft_quality benchmark damages them: most are caught, and few untouched answers are flagged
+    (those that are, hold real slips: 50-8 = 44)."""
+    import random
+
+    from tamis.testing.defects import _wrong_answer
+
+    op = get_operator("arithmetic")()
+    rng = random.Random(0)
+    sample = gsm8k[:1500]
+    clean = [_rec(o) for o in sample]
+    damaged = [_rec(_wrong_answer(dict(o), rng, [])) for o in sample]
+    flagged_clean = [bool(op.decide(r, s)) for r, s in zip(clean, op.compute(clean), strict=True)]
+    caught = [bool(op.decide(r, s)) for r, s in zip(damaged, op.compute(damaged), strict=True)]
+    assert sum(caught) / len(caught) >= 0.85
+    assert sum(flagged_clean) / len(clean) <= 0.01
+    (sig,) = op.compute([_rec({**gsm8k[0], "output": "Natalia sold 48+24 = 73 clips."})])
+    assert sig == {"equations": 1, "wrong_equations": 1, "first_wrong": "48 + 24 = 73 (is 72)"}
+    (reason,) = op.decide(clean[0], sig)
+    assert (reason.reason, reason.detail) == ("wrong_arithmetic", "48 + 24 = 73 (is 72)")
+    assert op.decide(clean[0], sig) and not get_operator("arithmetic")(max_wrong=1).decide(
+        clean[0], sig
+    )

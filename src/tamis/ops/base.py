@@ -318,6 +318,7 @@ def all_operators() -> dict[str, type[Operator]]:
 
 def _load_builtin() -> None:
     from tamis.ops import (  # noqa: F401
+        arithmetic,
         contamination,
         dedup,
         endings,

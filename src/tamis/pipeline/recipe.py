@@ -6,7 +6,8 @@
       - heuristics: {max_symbol_ratio: 0.5}
       - language: {allowed: [en, fr], optional: true}   # skipped, with a warning, if not installed
 
-A recipe is a name of a built-in one (`sft`, `classification`, `text`) or a path to a YAML file.
+A recipe is a name of a built-in one (`sft`, `maths`, `classification`, `text`) or a path to a
+YAML file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 from tamis.errors import RecipeError
 from tamis.ops.base import Operator, get_operator
 
-BUILTIN = ("sft", "classification", "text")
+BUILTIN = ("sft", "maths", "classification", "text")
 
 
 @dataclass

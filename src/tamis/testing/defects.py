@@ -251,10 +251,10 @@ DEFECTS: dict[str, tuple[Injector, str]] = {
     "mojibake": (_mojibake, "change:normalize/mojibake"),
 }
 
-# Defects no per-record rule can see (not in the default round-robin): a wrong final number
-# reads as fluently as the right one.
+# Defects the default recipes cannot see (not in the default round-robin): a wrong final number
+# reads as fluently as the right one; the `maths` recipe's `arithmetic` recomputes the working.
 SILENT_DEFECTS: dict[str, tuple[Injector, str]] = {
-    "wrong_answer": (_wrong_answer, "(none: needs a verifier or a judge)"),
+    "wrong_answer": (_wrong_answer, "arithmetic/wrong_arithmetic"),  # recipe `maths`
 }
 
 
