@@ -349,6 +349,7 @@ def test_truncation_lm_finds_cuts_the_rules_cannot_see(gsm8k) -> None:
         ("It is (6/2)-1= 3-1 = 2 times.", []),  # a chain: each step checked
         ("The losses are 5 thousand * 3 = 15 thousand.", []),  # scale words: not read
         ("We get 2x + 8 = 66, so 2p - 1 = 5.", []),  # algebra: not read
+        ("which means 15+2a = 35, so 2a = 20", []),  # "a" attached to a number: a variable
         ("20% of 40 + 10 = 18", []),  # the expression starts before "of"
         ("So 1/2 a cup = 4 ounces.", []),  # a conversion, not a calculation
         ("He uses 600 x 30 = 18 000 watts.", []),  # thousands after a space

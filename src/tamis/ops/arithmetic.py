@@ -62,6 +62,7 @@ _MEASURE_WORDS = """
     """
 MEASURES = set(_MEASURE_WORDS.split())
 MAX_UNIT_WORDS = 4
+SPACED_THOUSANDS = re.compile(r" \d{3}\b")  # "18 000"
 
 
 @dataclass(slots=True)
@@ -74,18 +75,16 @@ class _Tok:
 
 def _tokenize(line: str) -> list[_Tok]:
     out = []
-    prev_end = -1
+    prev_end = 0
     for m in TOKEN.finditer(line):
         kind = m.lastgroup or "other"
         if kind == "per":
-            kind = "num"
-        text = m.group(kind) if kind != "num" else m.group("num")
+            kind = "num"  # "$5/hour": the number, its unit kept out of the text
+        text = m.group(kind)
         if kind == "word" and text in OPS:
             kind = "op"  # a lone "x" between numbers
-        out.append(_Tok(kind, text, m.start(), m.start() != prev_end and prev_end >= 0))
+        out.append(_Tok(kind, text, m.start(), m.start() != prev_end))
         prev_end = m.end()
-    if out:
-        out[0].gap = out[0].start > 0
     return out
 
 
@@ -214,7 +213,7 @@ def _result(line: str, toks: list[_Tok], i: int) -> _Result | None:
     k = j + 1 + len(units)
     nxt = toks[k] if k < len(toks) else None
     after = toks[k + 1] if k + 1 < len(toks) else None
-    if re.match(r" \d{3}\b", line[toks[j].start + len(toks[j].text) :]):
+    if SPACED_THOUSANDS.match(line, toks[j].start + len(toks[j].text)):
         return None  # "= 18 000": thousands written with a space
     if nxt is not None:
         hyphen = nxt.text == "-" and not nxt.gap and after is not None and after.kind == "word"
@@ -259,12 +258,11 @@ def _expression(toks: list[_Tok], i: int) -> _Expr | None:
         j -= len(words)
         if j < 0 or toks[j].kind != "num":
             return None  # no number before the operator: the expression goes on to the left
-        if words and not toks[j + 1].gap and len(words[0]) == 1:
-            plain = False  # "2p": a variable
-        if set(words) & SCALE or any(len(w) == 1 and w != "a" for w in words):
-            plain = False  # "5 thousand", "3 x", "A ^ 2": not a plain quantity
-        if any(len(t.text) == 1 and t.text != "a" for t in toks[j + 1 : j + 1 + len(words)]):
-            plain = False
+        unit = toks[j + 1 : j + 1 + len(words)]
+        if set(words) & SCALE or any(len(t.text) == 1 and t.text != "a" for t in unit):
+            plain = False  # "5 thousand", "3 y": not a plain quantity
+        if unit and not unit[0].gap and len(unit[0].text) == 1:
+            plain = False  # "2a", "2p": a variable
         out.append(toks[j])
         units.append(words)
         j -= 1
