@@ -130,6 +130,16 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     assert _truncation("\n".join([*lines[:2], "So she pays 12 x"])) == 1.0
     assert _truncation("Run it and open http://127.0.0.1:5000/") < 1.0
     assert _truncation("#!/bin/bash\n\ndu -sh *") < 1.0
+    # a calculation stopped before its "=" (real gsm8k cuts); a result, a fraction, a range, a
+    # right-hand side and a call's argument are not
+    assert _truncation("The shoes cost $50. The cost of the pair of shoes is $50 * 2") == 1.0
+    assert _truncation("\n".join([*lines[:2], "Therefore, she typed 120 + 90 + 108"])) == 1.0
+    assert _truncation("He spend $1.5 on soda because 2 - .5") == 1.0
+    assert _truncation("\n".join([*lines[:2], "So 120 + 90 + 108 = 318"])) < 1.0
+    assert _truncation("She ate 2 slices. So she ate 3/4") < 1.0
+    assert _truncation("Read chapters 10-20") < 1.0
+    assert _truncation("def f(c):\n    f = c * 9 / 5") < 1.0
+    assert _truncation("def f(c):\n    return (c - 32) * 5 / 9") < 1.0
     # an announcement with nothing after it; a word that needs the rest of its sentence
     assert _truncation("Here is the corrected code:") == 1.0
     assert _truncation("The dress was $50 and the shoes cost $4 per") == 1.0
