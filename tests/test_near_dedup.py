@@ -211,3 +211,38 @@ def test_signatures_kept_on_disk_give_what_memory_gives(tmp_path: Path, planted)
     extra.append(sig[:3, :4])
     with pytest.raises(ValueError, match="more than"):
         extra.finish()
+
+
+def test_exact_verification_reads_shingle_sets_from_disk(tmp_path: Path, planted) -> None:
+    """`verify: exact` keeps each record's shingle set in a file (memory holds an offset a
+    record): a clean run with it and 2 workers finds every planted copy, and each pair it
+    verifies has the shingle Jaccard computed here from the texts, at or above the threshold."""
+    from tamis.ops.near_dedup import MinHashDedup, ShingleFile, _exact_jaccard
+
+    path, truth = planted
+    res = clean(str(path), str(tmp_path / "out"), str(_recipe(tmp_path, verify="exact")), workers=2)
+    assert _dup_of(tmp_path / "out") == truth
+    c = res.counts
+    assert c["input"] == c["kept"] + c["rejected"] + c["quarantined"] == 440
+
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    texts = [f"{r['instruction']}\n{r['input']}\n{r['output']}".replace("\n\n", "\n") for r in rows]
+    op = MinHashDedup(verify="exact")
+    keys = op.text_keys(texts)
+    sets = ShingleFile(str(tmp_path / "sets"))
+    for s in range(0, len(texts), 7):  # batches as the workers send them, one of them empty
+        sets.append(keys["sets"][s : s + 7])
+    sets.append([])
+    sets.finish()
+    assert len(sets) == len(texts)
+    assert all(np.array_equal(sets[i], keys["sets"][i]) for i in range(len(texts)))
+    sh = shingle(texts, "word", 3, True, True)
+    brute = [set(sh.hashes[sh.rec == i].tolist()) for i in range(len(texts))]
+    pairs = op.similar_pairs({**keys, "sets": sets})
+    assert len(pairs) >= 40
+    jac = _exact_jaccard(sets, pairs)
+    for (a, b), j in zip(pairs.tolist(), jac, strict=True):
+        assert j == len(brute[a] & brute[b]) / len(brute[a] | brute[b]) >= 0.5
+    index = {r["id"]: i for i, r in enumerate(rows)}
+    found = {tuple(sorted((index[k], index[v]))) for k, v in truth.items()}
+    assert found <= {tuple(p) for p in pairs.tolist()}

@@ -4,7 +4,8 @@ Keys are computed while streaming, a batch at a time with numpy (`shingles`, `ls
 `num_perm`-bin signature per record (2 bytes a bin: 256 bytes a record at 128 bins, ~192 MB for
 750,000 records, gathered from the spills into a file column by column and read back a band at a
 time, so memory does not grow with them), plus, with
-`verify: exact`, the record's shingle hashes (8 bytes a shingle). The decision runs once over
+`verify: exact`, the record's sorted shingle hashes (8 bytes a shingle, in a file beside the
+signatures: memory keeps an offset a record). The decision runs once over
 all keys: records with identical signatures are linked directly, candidate pairs of the rest come
 from LSH bands, each pair's Jaccard similarity is checked, and clusters form as stars around the
 records a keep policy prefers (each member similar to the record kept).
@@ -102,14 +103,20 @@ class MinHashDedup(Operator):
         if not n:
             return stack_keys(chunks, n)
         sig = lsh.ColumnFile(os.path.join(work, f"{self.name}.sig"), n, self.p["num_perm"])
+        exact = self.p["verify"] == "exact"
+        sets = ShingleFile(os.path.join(work, f"{self.name}.sets")) if exact else None
 
         def rest() -> Iterable[tuple[int, Any]]:
             for count, chunk in chunks:
                 sig.append(chunk.pop("sig"))
+                if sets is not None:
+                    sets.append(chunk.pop("sets"))
                 yield count, chunk
 
         keys = stack_keys(rest(), n)
         keys["sig"] = sig.finish()
+        if sets is not None:
+            keys["sets"] = sets.finish()
         return keys
 
     def wanted_signals(self) -> list[str]:
@@ -167,7 +174,41 @@ class MinHashDedup(Operator):
         )
 
 
-def _exact_jaccard(sets: list[np.ndarray], pairs: np.ndarray) -> np.ndarray:
+class ShingleFile:
+    """Every record's sorted shingle hashes in one file, written a batch at a time; `sets[i]`
+    reads record i's back (a memory map), so `verify: exact` holds an offset a record in memory
+    instead of every shingle (8 bytes each: ~2 KB for a 250-word answer)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fh = open(path, "wb")  # noqa: SIM115 (closed by finish)
+        self._lens: list[np.ndarray] = []
+        self.offsets = np.zeros(1, np.int64)
+        self._data = np.zeros(0, np.uint64)
+
+    def append(self, sets: list[np.ndarray]) -> None:
+        """The next records' sets, in order."""
+        if sets:
+            self._fh.write(np.concatenate(sets).astype(np.uint64, copy=False).tobytes())
+        self._lens.append(np.fromiter(map(len, sets), np.int64, len(sets)))
+
+    def finish(self) -> ShingleFile:
+        self._fh.close()
+        lens = np.concatenate(self._lens) if self._lens else np.zeros(0, np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        if self.offsets[-1]:
+            self._data = np.memmap(self.path, np.uint64, "r")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._data[self.offsets[i] : self.offsets[i + 1]]
+
+
+def _exact_jaccard(sets: Any, pairs: np.ndarray) -> np.ndarray:
+    """Jaccard similarity of each pair's shingle sets (`sets[i]`: record i's, sorted, unique)."""
     out = np.empty(len(pairs))
     for i, (a, b) in enumerate(pairs.tolist()):
         x, y = sets[a], sets[b]
