@@ -131,7 +131,7 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     assert _truncation("Run it and open http://127.0.0.1:5000/") < 1.0
     assert _truncation("#!/bin/bash\n\ndu -sh *") < 1.0
     # a calculation stopped before its "=" (real gsm8k cuts); a result, a fraction, a range, a
-    # right-hand side and a call's argument are not
+    # right-hand side and a term with a variable are not
     assert _truncation("The shoes cost $50. The cost of the pair of shoes is $50 * 2") == 1.0
     assert _truncation("\n".join([*lines[:2], "Therefore, she typed 120 + 90 + 108"])) == 1.0
     assert _truncation("He spend $1.5 on soda because 2 - .5") == 1.0

@@ -628,12 +628,12 @@ def _open_calculation(last: str) -> bool:
     """The last line ends in a calculation with no result and no full stop (`$50 * 2`,
     `120 + 90 + 108`): a worked step cut before its "=". None of the 13,931 answers of gsm8k and
     GPTeacher ends like this except one code-gen "expected output" line; a right-hand side
-    (`x = 5 * 2`), a term with a variable (`c * 9 / 5`) or a call's argument is not read as one."""
+    (`x = 5 * 2`) or a term with a variable (`c * 9 / 5`) is not read as one."""
     m = OPEN_CALC.search(last[-80:])
     if m is None or REAL_OPERATOR.search(m.group()) is None:
         return False
     before = last[: len(last) - len(m.group())].rstrip()
-    return not before.endswith(("=", "(", "return", "print", *"+-*/×÷"))  # or a variable's term
+    return not before.endswith(("=", "return", "print", *"+-*/×÷"))  # or a variable's term
 
 
 def _cut_paragraph(last: str) -> bool:
