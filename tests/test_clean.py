@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import tamis
 from conftest import DATA, ROOT
 from tamis.cli.main import app
-from tamis.pipeline.recipe import Recipe
+from tamis.pipeline.recipe import BUILTIN, Recipe
 from tamis.records.io import write_objects
 from tamis.testing import inject_defects
 
@@ -292,3 +292,23 @@ def test_maths_recipe_drops_wrong_final_numbers_with_the_slip_named(tmp_path: Pa
     # the default sft recipe does not check arithmetic: the same answers are kept
     plain = tamis.clean(str(src), str(tmp_path / "sft"), workers=1)
     assert plain.counts["kept"] > c["kept"]
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_built_in_recipe_builds_its_operators(name: str) -> None:
+    recipe = Recipe.load(name)
+    ops = recipe.build()
+    assert [op.name for op in ops] == [s[0] for s in recipe.steps if s[0] in {o.name for o in ops}]
+    assert recipe.description
+    if name == "sft-thorough":
+        # the sft recipe plus the two opt-in cut-off checks, nothing else changed
+        sft = Recipe.load("sft").steps
+        assert recipe.steps[: len(sft)] == sft
+        assert [s[0] for s in recipe.steps[len(sft) :]] == ["endings", "truncation_lm"]
+
+
+def test_terminal_summary_says_why_an_operator_was_skipped() -> None:
+    from tamis.cli.clean import _notes
+
+    line = _notes({"learnt_from": 222, "skipped": "too few answers"})
+    assert line == "222 answers learnt from; skipped: too few answers"

@@ -22,6 +22,7 @@ from tamis.cli.common import (
     print_json,
     user_errors,
 )
+from tamis.pipeline.recipe import BUILTIN
 from tamis.pipeline.runner import check as run_check
 from tamis.pipeline.runner import clean as run_clean
 
@@ -56,9 +57,12 @@ def _notes(notes: dict) -> str:
         ("similar_pairs", "similar pairs"),
         ("clusters", "clusters"),
         ("flagged", "flagged"),
+        ("learnt_from", "answers learnt from"),
     ):
         if key in notes:
             parts.append(f"{notes[key]:,} {label}")
+    if "skipped" in notes:  # e.g. `endings` with too few answers to learn from
+        parts.append(f"skipped: {notes['skipped']}")
     return "; ".join(parts)
 
 
@@ -66,7 +70,10 @@ def clean(
     inputs: list[str] = typer.Argument(..., help="files or globs (JSONL, JSON, CSV, TSV, Parquet)"),
     output: str = typer.Option(..., "--output", "-o", help="output folder"),
     recipe: str = typer.Option(
-        None, "--recipe", "-r", help="recipe YAML, or sft/classification/text (default: by format)"
+        None,
+        "--recipe",
+        "-r",
+        help=f"recipe YAML, or built-in {'/'.join(BUILTIN)} (default: by format)",
     ),
     workers: int = typer.Option(
         min(2, os.cpu_count() or 1), "--workers", "-w", help="processes to use"

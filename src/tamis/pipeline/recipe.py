@@ -24,7 +24,7 @@ import yaml
 from tamis.errors import RecipeError
 from tamis.ops.base import Operator, get_operator
 
-BUILTIN = ("sft", "maths", "classification", "text")
+BUILTIN = ("sft", "maths", "sft-thorough", "classification", "text")
 
 
 @dataclass
