@@ -312,3 +312,37 @@ def test_terminal_summary_says_why_an_operator_was_skipped() -> None:
 
     line = _notes({"learnt_from": 222, "skipped": "too few answers"})
     assert line == "222 answers learnt from; skipped: too few answers"
+
+
+def test_code_cut_where_a_new_line_begins_is_dropped_though_normalize_strips_the_indent(
+    tmp_path: Path,
+) -> None:
+    """A code answer cut right after a line break and indentation ends, once `normalize` has
+    stripped the whitespace, in a finished-looking statement; `heuristics` reads the input's own
+    text and still finds the cut. Finished answers are kept."""
+    import random
+    import re
+
+    from tamis.ops.heuristics import _truncation
+    from tamis.testing.defects import DEFECTS
+
+    objs = json.loads((DATA / "instruct" / "gpteacher_codegen_instruct.json").read_text())
+    rng = random.Random(0)
+    cuts = []
+    for i, o in enumerate(objs[200:600]):
+        c = DEFECTS["truncated"][0](dict(o), rng, [])
+        # ends in a line break and indentation; every other rule reads it as finished
+        if re.search(r"\n[ \t]+\Z", c["response"]) and _truncation(c["response"]) < 1.0:
+            cuts.append({"id": f"cut{i}", **c})
+    assert len(cuts) >= 20
+    rows = [{"id": f"ok{i}", **o} for i, o in enumerate(objs[:200])] + cuts[:20]
+    src = tmp_path / "in.jsonl"
+    write_objects(rows, str(src))
+    res = tamis.clean(str(src), str(tmp_path / "out"), workers=1)
+    out = tmp_path / "out"
+    why = {r["id"]: {x["reason"] for x in r["reasons"]} for r in _rows(out / "rejected.jsonl")}
+    assert all("truncated" in why.get(c["id"], set()) for c in cuts[:20])
+    assert not any("truncated" in why.get(f"ok{i}", set()) for i in range(200))
+    assert res.counts["kept"] >= 190
+    # the kept answers carry no trailing whitespace: normalize still fixes what it fixes
+    assert all(r["response"] == r["response"].strip() for r in _rows(out / "kept.jsonl"))

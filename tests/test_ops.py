@@ -304,6 +304,41 @@ def test_language_catches_real_translations_and_keeps_english(gsm8k) -> None:
     assert not any(dropped)
 
 
+def test_prose_cut_mid_sentence_without_a_dangling_word() -> None:
+    """Role-play answers (real, GPTeacher) cut at a random word that stop on a lowercase word
+    with no final punctuation: most are found; no finished answer is flagged. Lines that end
+    so on purpose are left alone."""
+    import json
+    import random
+    import re
+
+    from conftest import DATA
+    from tamis.ops.heuristics import _truncation
+    from tamis.testing.defects import _truncated
+
+    objs = json.loads((DATA / "instruct" / "gpteacher_roleplay.json").read_text())
+    rng = random.Random(0)
+    open_cuts = []
+    for o in objs:
+        c = _truncated(dict(o), rng, [])["response"].strip()
+        if c != o["response"].strip() and re.search(r"[a-z]$", c):
+            open_cuts.append(c)
+    assert len(open_cuts) > 500
+    found = sum(_truncation(c) == 1.0 for c in open_cuts)
+    assert found / len(open_cuts) >= 0.85
+    assert not any(_truncation(o["response"]) == 1.0 for o in objs)
+    line = "The new element I discovered, named Novanium, is a metal with unique"
+    assert _truncation(line) == 1.0
+    assert _truncation(line + " properties.") == 0.0
+    steps = "1. Stay curious about the world.\n2. Network: Build connections with people in"
+    assert _truncation(steps) == 1.0
+    poem = "Two roads diverged in a yellow wood\nAnd sorry I could not travel both"
+    assert _truncation(poem) < 1.0  # no line of it ends with punctuation
+    assert _truncation("A short title for a long day") < 1.0
+    assert _truncation("Well written. With respect and hope, Your AI companion") < 1.0
+    assert _truncation("He saves $5 a week.\nIn a year he saves 52 * 5 = 260 dollars") < 1.0
+
+
 def test_truncation_lm_finds_cuts_the_rules_cannot_see(gsm8k) -> None:
     """gsm8k answers cut after a number or a finished clause pass every `heuristics` rule; the
     chat LM's end-of-turn probability tells them from the finished answers."""

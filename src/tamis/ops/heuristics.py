@@ -505,6 +505,8 @@ def _truncation(text: str) -> float:
     lines = [ln.rstrip() for ln in s.split("\n") if ln.strip()]
     if _cut_calculation(lines) or _cut_paragraph(lines[-1]) or _open_calculation(lines[-1]):
         return 1.0
+    if _cut_line(lines):
+        return 1.0
     if len(lines) >= 2:
         ended = sum(ln.endswith(TERMINAL) for ln in lines[:-1])
         if ended / (len(lines) - 1) >= 0.75:
@@ -512,6 +514,21 @@ def _truncation(text: str) -> float:
     elif s.count(". ") >= 2 and not s[-1].isdigit():
         return 0.5
     return 0.0
+
+
+OPEN_LINE = re.compile(r"\n[ \t]+\Z")
+
+
+def _open_line(record: Record) -> bool:
+    """The answer as it came ends in a new line's indentation and nothing after it: the next line
+    of code was begun and never written. `normalize` strips that whitespace, so this reads the
+    input's own text. No finished answer in gsm8k or GPTeacher ends so; four in ten GPTeacher
+    code-gen answers cut at a random word do."""
+    last = next((t for t in reversed(record.turns) if t.role == "assistant"), None)
+    if last is None:
+        return False
+    text = record.original(last)
+    return isinstance(text, str) and text[-1:] in " \t" and bool(OPEN_LINE.search(text))
 
 
 def _cut_statement(s: str, last: str) -> bool:
@@ -650,6 +667,36 @@ def _cut_paragraph(last: str) -> bool:
         return False
     tail = last[ends[-1].end() - 1 :]
     return "=" not in tail and CLOSING.search(tail) is None
+
+
+# a line that is not prose: code, markup, a formula
+NOT_PROSE = re.compile(r"[=(){}\[\];$#<>/\\|`*_]")
+# how a finished line may end: punctuation, a closing quote or bracket, a number or an amount
+LINE_ENDED = re.compile(r"[.!?:;)\]\"'0-9%$]$")
+
+
+def _cut_line(lines: list[str]) -> bool:
+    """A last line of prose (five words or more) that stops on a lowercase word, with no final
+    punctuation, where the lines before it end theirs: "... a metal with unique", "... changes in
+    weather, and the need". Not a sign-off or a name (a capital in the last three words), not a
+    result (a number in the last four), not code or a formula, not a poem or an unpunctuated
+    list (most earlier lines end without punctuation), not a list item when no earlier item ends
+    with punctuation ("7. Run 'node app.js' to start the server")."""
+    last = lines[-1]
+    words = last.split()
+    # a lone line must be a sentence's length: a short one may be a title, a lyric, a phrase
+    if len(words) < (5 if len(lines) > 1 else 10) or NOT_PROSE.search(last):
+        return False
+    if not words[-1].isalpha() or not all(w.islower() for w in words[-3:]):
+        return False
+    if any(c.isdigit() for w in words[-4:] for c in w):
+        return False
+    if LIST_MARK.match(last):
+        items = [ln for ln in lines[:-1] if LIST_MARK.match(ln)]
+        if not items or not all(LINE_ENDED.search(ln) for ln in items):
+            return False
+    before = lines[:-1]
+    return sum(bool(LINE_ENDED.search(ln)) for ln in before) >= len(before) / 2
 
 
 def copy_overlap(
@@ -870,6 +917,8 @@ class Heuristics(Operator):
         sig["cannot_fulfil"] = bool(fulfil and CANNOT_FULFIL.search(prompt))
         sig["refusal"] = bool(REFUSAL.search(answer)) if has_answer else False
         sig["truncation"] = _truncation(answer) if has_answer else 0.0
+        if has_answer and sig["truncation"] < 1.0 and _open_line(record):
+            sig["truncation"] = 1.0
         return sig
 
     @staticmethod

@@ -94,6 +94,10 @@ class Record:
                 out.append({"role": role, "content": text})
         return out
 
+    def original(self, turn: Turn) -> Any:
+        """The turn's content as the input held it, before any operator changed it."""
+        return _get(self.raw, turn.path)
+
     def to_raw(self) -> Any:
         """The original object with the (possibly changed) turn contents put back in place."""
         changed = [t for t in self.turns if _get(self.raw, t.path) is not t.content]
