@@ -337,6 +337,10 @@ def test_prose_cut_mid_sentence_without_a_dangling_word() -> None:
     assert _truncation("A short title for a long day") < 1.0
     assert _truncation("Well written. With respect and hope, Your AI companion") < 1.0
     assert _truncation("He saves $5 a week.\nIn a year he saves 52 * 5 = 260 dollars") < 1.0
+    # a word that needs what follows it (Toolformer and gsm8k cuts)
+    assert _truncation("Here are the latest news about") == 1.0
+    assert _truncation("So she has 2 plus") == 1.0
+    assert _truncation("Try this") < 1.0  # a pronoun can end a sentence
 
 
 def test_truncation_lm_finds_cuts_the_rules_cannot_see(gsm8k) -> None:
