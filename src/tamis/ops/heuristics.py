@@ -230,6 +230,7 @@ DANGLING_WORDS = frozenset(
         # a determiner or modifier without its word
         "every",
         "very",
+        "whether",
         # the same kinds, none ending any of 21.6k clean answers (gsm8k, GPTeacher, Toolformer):
         # "... news about", "... would be", "... 2 plus", "... by using"; "this", "that", "some",
         # "on" and "after" are left out, as a pronoun or adverb ends sentences ("try this")
@@ -245,7 +246,6 @@ DANGLING_WORDS = frozenset(
         "may",
         "might",
         "must",
-        "whether",
     ]
 )
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
@@ -518,9 +518,13 @@ def _truncation(text: str) -> float:
         return 0.0
     # no final punctuation: a cut if the text otherwise ends its lines/sentences with punctuation
     lines = [ln.rstrip() for ln in s.split("\n") if ln.strip()]
-    if _cut_calculation(lines) or _cut_paragraph(lines[-1]) or _open_calculation(lines[-1]):
-        return 1.0
-    if _cut_line(lines):
+    last_line = lines[-1]
+    if (
+        _cut_calculation(lines)
+        or _cut_paragraph(last_line)
+        or _open_calculation(last_line)
+        or _cut_line(lines)
+    ):
         return 1.0
     if len(lines) >= 2:
         ended = sum(ln.endswith(TERMINAL) for ln in lines[:-1])
@@ -543,7 +547,7 @@ def _open_line(record: Record) -> bool:
     if last is None:
         return False
     text = record.original(last)
-    return isinstance(text, str) and text[-1:] in " \t" and bool(OPEN_LINE.search(text))
+    return isinstance(text, str) and text.endswith((" ", "\t")) and bool(OPEN_LINE.search(text))
 
 
 def _cut_statement(s: str, last: str) -> bool:

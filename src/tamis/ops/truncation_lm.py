@@ -2,11 +2,11 @@
 
 The `heuristics` rules see a cut only in the form of the last words: a dangling "the", an open
 bracket, a calculation without its last step. An answer cut right after a number or a finished
-clause ("... 2*12=24", "... and the need") reads as complete to them. A language model tuned for
-chat knows where answers end: it gives the end-of-turn token a high probability after a closing
-sentence and a very low one after a half-written thought. This operator asks it, for each answer,
-how likely the turn ends exactly where the answer ends: `end_logprob`, the natural log of that
-probability, and flags answers under `max_end_logprob`.
+sentence ("... 2*12=24", "... and spiritual dimensions.") reads as complete to them. A language
+model tuned for chat knows where answers end: it gives the end-of-turn token a high probability
+after a closing sentence and a very low one after a half-written thought. This operator asks it,
+for each answer, how likely the turn ends exactly where the answer ends: `end_logprob`, the natural
+log of that probability, and flags answers under `max_end_logprob`.
 
 Only the end matters, so the model reads the last `answer_tokens` tokens of the answer after the
 last `prompt_tokens` of the prompt (enough for it to know what is being answered): a fixed cost
