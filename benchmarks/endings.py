@@ -1,13 +1,14 @@
 """Cut-off answers the rules cannot see: `heuristics` alone against `heuristics` + `endings`.
 
-Per data set (gsm8k, GPTeacher code-gen and role-play), the real rows where `endings`' default
-threshold was *not* chosen (it was chosen on gsm8k and code-gen rows 2,000-4,500): gsm8k and
-code-gen rows 0-2,000, all 1,923 role-play rows. A share of them (5%, and 20% to show what happens
-when many answers are cut) is cut at a random word between 30% and 80% of the answer with the
-defects benchmark's own injector (fixed seed). One `tamis clean` run per set and rate, with
-`endings` told to flag everything so that each answer's score is in rejected.jsonl; recall on the
-cuts and the share of untouched answers flagged are then read at several thresholds. The reference
-in the same run is DataTrove's C4 end-punctuation rule on the same answers (see truncation.py).
+Per data set (gsm8k, GPTeacher code-gen, role-play and Toolformer), the real rows where
+`endings`' default threshold was *not* chosen (it was chosen on gsm8k and code-gen rows
+2,000-4,500): gsm8k, code-gen and Toolformer rows 0-2,000, all 1,923 role-play rows. A share of
+them (5%, and 20% to show what happens when many answers are cut) is cut at a random word between
+30% and 80% of the answer with the defects benchmark's own injector (fixed seed). One `tamis
+clean` run per set and rate, with `endings` told to flag everything so that each answer's score
+is in rejected.jsonl; recall on the cuts and the share of untouched answers flagged are then read
+at several thresholds. The reference in the same run is DataTrove's C4 end-punctuation rule on the
+same answers (see truncation.py).
 
     python benchmarks/endings.py
 """
@@ -28,7 +29,12 @@ from tamis.pipeline.runner import clean
 from tamis.records.io import write_objects
 from tamis.testing.defects import DEFECTS
 
-DATA, SETS = INSTRUCT, INSTRUCT_SETS
+DATA = INSTRUCT
+# Toolformer's answers are short (often one line of under ten words): the cuts there are short too
+SETS = {
+    **INSTRUCT_SETS,
+    "toolformer": "../gpteacher_toolformer/toolformer-dedupe-only-dataset.json",
+}
 ROWS = 2000
 RATES = [0.05, 0.2]
 THRESHOLDS = [0.01, 0.02, 0.03, 0.05]

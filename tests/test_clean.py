@@ -221,27 +221,36 @@ def test_ops_lists_every_operator_with_parameters() -> None:
     assert runner.invoke(app, ["--help"]).exit_code == 0
 
 
-def test_endings_learns_what_finished_answers_look_like(tmp_path: Path, gsm8k) -> None:
-    """gsm8k answers cut at a random word that pass every `heuristics` rule: `endings`, learnt from
-    the data set's own answers, scores them far under finished answers and flags some of them and
-    few finished ones (benchmarks/endings.py has the recall), the same on every run; with too few
-    answers to learn from it says so and flags nothing."""
+def _rule_blind_cuts(objs: list[dict], max_words: int = 10**9) -> tuple[list[dict], set[str]]:
+    """Every tenth answer cut at a random word (the defects injector, seed 0) where no
+    `heuristics` rule sees the cut and under `max_words` words are left; the ids of those."""
     import random
-    import statistics
 
     from tamis.ops.heuristics import _truncation
     from tamis.testing.defects import _truncated
 
     rng = random.Random(0)
     rows, cut = [], set()
-    for i, o in enumerate(gsm8k[:2000]):
+    for i, o in enumerate(objs):
         o = {"id": f"r{i}", **o}
         if i % 10 == 0:
             c = _truncated(dict(o), rng, [])
-            if c["output"] != o["output"] and _truncation(c["output"]) < 1.0:  # no rule sees it
+            text = c["output"]
+            if text != o["output"] and len(text.split()) < max_words and _truncation(text) < 1.0:
                 cut.add(o["id"])
                 o = c
         rows.append(o)
+    return rows, cut
+
+
+def test_endings_learns_what_finished_answers_look_like(tmp_path: Path, gsm8k) -> None:
+    """gsm8k answers cut at a random word that pass every `heuristics` rule: `endings`, learnt from
+    the data set's own answers, scores them far under finished answers and flags some of them and
+    few finished ones (benchmarks/endings.py has the recall), the same on every run; with too few
+    answers to learn from it says so and flags nothing."""
+    import statistics
+
+    rows, cut = _rule_blind_cuts(gsm8k[:2000])
     assert len(cut) >= 30
     src = tmp_path / "gsm.jsonl"
     write_objects(rows, str(src))
@@ -249,7 +258,7 @@ def test_endings_learns_what_finished_answers_look_like(tmp_path: Path, gsm8k) -
     res = tamis.clean(str(src), str(tmp_path / "all"), everything, workers=2)
     score = {r["id"]: r["reasons"][0]["score"] for r in _rows(tmp_path / "all" / "rejected.jsonl")}
     fin = [p for i, p in score.items() if i not in cut]
-    cuts = [score[i] for i in cut if i in score]  # answers under 6 words are not scored
+    cuts = [score[i] for i in cut if i in score]  # answers under 3 words are not scored
     assert len(cuts) >= 25
     assert statistics.median(cuts) < statistics.median(fin) / 2
     (entry,) = res.summary["operators"]
@@ -268,6 +277,26 @@ def test_endings_learns_what_finished_answers_look_like(tmp_path: Path, gsm8k) -
     res = tamis.clean(str(few), str(tmp_path / "c"), recipe)
     assert res.summary["operators"][0]["notes"]["skipped"] == "too few answers"
     assert res.summary["counts"]["rejected"] == 0
+
+
+def test_endings_flags_short_cut_answers(tmp_path: Path) -> None:
+    """Toolformer's answers are one short line ("The square root of 729 is calc('sqrt(729)')."):
+    cut at a random word they are three to five words long and pass every rule ("The square
+    root"). `endings` by default learns from and scores answers of three words or more, so it finds
+    most of them; told to skip answers under six words, as it once did, it finds none."""
+    path = DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json"
+    rows, cut = _rule_blind_cuts(json.loads(path.read_text())[:1500], max_words=6)
+    assert len(cut) >= 25
+    src = tmp_path / "toolformer.jsonl"
+    write_objects(rows, str(src))
+    flagged = {}
+    for name, params in (("default", {}), ("six", {"min_words": 6})):
+        recipe = Recipe.from_dict({"name": "e", "ops": [{"endings": params}]})
+        tamis.clean(str(src), str(tmp_path / name), recipe, workers=2)
+        flagged[name] = {r["id"] for r in _rows(tmp_path / name / "rejected.jsonl")}
+    assert len(flagged["default"] & cut) >= len(cut) / 2
+    assert len(flagged["default"] - cut) <= 0.01 * (len(rows) - len(cut))
+    assert not flagged["six"] & cut
 
 
 def test_maths_recipe_drops_wrong_final_numbers_with_the_slip_named(tmp_path: Path, gsm8k) -> None:

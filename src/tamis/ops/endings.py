@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import re
 import zlib
 from collections.abc import Iterable
@@ -35,11 +36,18 @@ WIDTH = 24  # features per position at most
 TAIL = 400  # characters of a position's left context the features look at
 SENT = re.compile(r"[.!?][\"')\]]*\s+")
 BREAK = re.compile(r"[.!?:;][\"')\]]*[ \t]+|\n+")
+SPACE = re.compile(" ")
 STRIP = ".,!?;:\"'()[]{}*`"
+_HASHES: dict[str, int] = {}  # features repeat (words, openings): a lookup beats a crc32
 
 
 def _hash(feature: str) -> int:
-    return zlib.crc32(feature.encode("utf-8", "surrogatepass")) & (DIM - 1)
+    h = _HASHES.get(feature)
+    if h is None:
+        if len(_HASHES) > 1 << 20:
+            _HASHES.clear()
+        h = _HASHES[feature] = zlib.crc32(feature.encode("utf-8", "surrogatepass")) & (DIM - 1)
+    return h
 
 
 def features(text: str) -> list[int]:
@@ -76,14 +84,12 @@ def inner_positions(text: str, k: int, seed: int) -> list[int]:
     """Up to `k` places inside `text` where it could have been cut: sentence and line breaks
     first (the cuts rules cannot see), then word gaps; chosen by a seed from the text."""
     end = len(text.rstrip())
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     breaks = [m.end() for m in BREAK.finditer(text, 0, end) if m.start() > 0 and m.end() < end]
-    chosen = list(rng.choice(breaks, min(len(breaks), k - 2), replace=False)) if breaks else []
-    gaps = [m.start() for m in re.finditer(r" ", text[: int(end * 0.95)])]
-    gaps = [g for g in gaps if g > end * 0.1]
-    if gaps:
-        chosen += list(rng.choice(gaps, min(len(gaps), k - len(chosen)), replace=False))
-    return sorted(int(c) for c in chosen)
+    chosen = rng.sample(breaks, min(len(breaks), k - 2))
+    gaps = [m.start() for m in SPACE.finditer(text, int(end * 0.1) + 1, int(end * 0.95))]
+    chosen += rng.sample(gaps, min(len(gaps), k - len(chosen)))
+    return sorted(chosen)
 
 
 def _pad(rows: Iterable[list[int]], n: int) -> np.ndarray:
@@ -146,7 +152,7 @@ class Endings(Operator):
         "negatives": Param(5, "inner cut points learnt from per answer", compute=True),
         "train_answers": Param(20000, "answers learnt from at most (evenly spaced)"),
         "min_answers": Param(300, "fewer answers than this: too few to learn from, none flagged"),
-        "min_words": Param(6, "shorter answers are neither learnt from nor flagged"),
+        "min_words": Param(3, "shorter answers are neither learnt from nor flagged"),
     }
     reasons = {"truncated": "the answer stops where this data set's answers do not end"}
 
