@@ -246,3 +246,27 @@ def test_exact_verification_reads_shingle_sets_from_disk(tmp_path: Path, planted
     index = {r["id"]: i for i, r in enumerate(rows)}
     found = {tuple(sorted((index[k], index[v]))) for k, v in truth.items()}
     assert found <= {tuple(p) for p in pairs.tolist()}
+
+
+def test_a_shared_tool_description_alone_does_not_make_duplicates(tmp_path: Path) -> None:
+    """Toolformer repeats one long tool description in every prompt of a tool: compared whole,
+    three records in four look alike. Pairs whose answers differ are set apart, so what is left
+    are rewordings of one request with one answer (`Here are the top headlines: news(...)`)."""
+    path = Path(__file__).parent.parent.parent / "shared/data/gpteacher_toolformer"
+    rows = json.loads((path / "toolformer-dedupe-only-dataset.json").read_text())[:2000]
+    src = tmp_path / "toolformer.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    whole = clean(str(src), str(tmp_path / "whole"), str(_recipe(tmp_path, answer_threshold=0)))
+    res = clean(str(src), str(tmp_path / "answers"), str(_recipe(tmp_path)), workers=2)
+    assert whole.summary["counts"]["rejected"] > 0.6 * len(rows)
+    assert res.summary["counts"]["rejected"] < 0.25 * len(rows)
+    (entry,) = res.summary["operators"]
+    assert entry["notes"]["unlike_answers"] > entry["notes"]["similar_pairs"]
+    answer = {f"toolformer.jsonl:{i + 1}": r["output"] for i, r in enumerate(rows)}
+    sims = []
+    for row in map(json.loads, (tmp_path / "answers" / "rejected.jsonl").read_text().splitlines()):
+        (reason,) = row["reasons"]
+        pair = shingle([row["record"]["output"], answer[reason["duplicate_of"]]])
+        a, b = (set(pair.hashes[pair.rec == k].tolist()) for k in (0, 1))
+        sims.append(len(a & b) / len(a | b))
+    assert np.median(sims) >= 0.5 and np.mean(np.array(sims) < 0.3) <= 0.05

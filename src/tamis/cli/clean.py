@@ -54,6 +54,7 @@ def _notes(notes: dict) -> str:
         )
     for key, label in (
         ("candidate_pairs", "candidate pairs"),
+        ("unlike_answers", "set apart for unlike answers"),
         ("similar_pairs", "similar pairs"),
         ("clusters", "clusters"),
         ("flagged", "flagged"),

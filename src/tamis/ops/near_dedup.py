@@ -8,7 +8,9 @@ time, so memory does not grow with them), plus, with
 signatures: memory keeps an offset a record). The decision runs once over
 all keys: records with identical signatures are linked directly, candidate pairs of the rest come
 from LSH bands, each pair's Jaccard similarity is checked, and clusters form as stars around the
-records a keep policy prefers (each member similar to the record kept).
+records a keep policy prefers (each member similar to the record kept). Records with answers
+carry a second signature, of their answers alone: a pair of them is similar only when their
+answers are too (`answer_threshold`), so a shared system prompt or tool description is not enough.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ from tamis.records.model import Record
 def record_text(record: Record) -> str:
     """All string turns of a record, in order: what near-duplicate checks compare."""
     return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
+
+
+def answer_text(record: Record) -> str:
+    """The assistant turns of a record, in order ('' for records without one)."""
+    return "\n".join(
+        t.content
+        for t in record.turns
+        if t.role == "assistant" and isinstance(t.content, str) and t.content
+    )
 
 
 @register
@@ -55,6 +66,11 @@ class MinHashDedup(Operator):
         ),
         "lowercase": Param(True, "ignore case"),
         "punctuation": Param(True, "ignore punctuation"),
+        "answer_threshold": Param(
+            0.5,
+            "records with answers: the answers' Jaccard must reach this too, so that a shared "
+            "system prompt or tool description alone does not make a duplicate (0: off)",
+        ),
         "keep": Param("first", "which member of a cluster stays: first, longest, or best"),
         "best_by": Param(None, "keep: best keeps the member with the highest of this signal"),
         "seed": Param(0, "hash seed"),
@@ -78,7 +94,13 @@ class MinHashDedup(Operator):
         self.bands, self.rows = lsh.optimal_param(p["threshold"], n, p["fp_weight"], p["fn_weight"])
 
     def keys(self, records: list[Record]) -> dict[str, Any]:
-        return self.text_keys([record_text(r) for r in records])
+        out = self.text_keys([record_text(r) for r in records])
+        if self.p["answer_threshold"] > 0:
+            p = self.p
+            answers = [answer_text(r) for r in records]
+            sh = shingle(answers, p["shingle"], p["ngram"], p["lowercase"], p["punctuation"])
+            out["asig"], out["ahas"] = lsh.compact(lsh.signatures(sh, p["num_perm"], p["seed"]))
+        return out
 
     def text_keys(self, texts: list[str]) -> dict[str, Any]:
         """Keys for a batch of plain texts (what `keys` does once records are texts)."""
@@ -105,16 +127,23 @@ class MinHashDedup(Operator):
         sig = lsh.ColumnFile(os.path.join(work, f"{self.name}.sig"), n, self.p["num_perm"])
         exact = self.p["verify"] == "exact"
         sets = ShingleFile(os.path.join(work, f"{self.name}.sets")) if exact else None
+        asig = None
+        if self.p["answer_threshold"] > 0:
+            asig = lsh.ColumnFile(os.path.join(work, f"{self.name}.asig"), n, self.p["num_perm"])
 
         def rest() -> Iterable[tuple[int, Any]]:
             for count, chunk in chunks:
                 sig.append(chunk.pop("sig"))
                 if sets is not None:
                     sets.append(chunk.pop("sets"))
+                if asig is not None:
+                    asig.append(chunk.pop("asig"))
                 yield count, chunk
 
         keys = stack_keys(rest(), n)
         keys["sig"] = sig.finish()
+        if asig is not None:
+            keys["asig"] = asig.finish()
         if sets is not None:
             keys["sets"] = sets.finish()
         return keys
@@ -147,6 +176,13 @@ class MinHashDedup(Operator):
             pairs = pairs[_exact_jaccard(sets, pairs) >= p["threshold"]]
             copies = copies[_exact_jaccard(sets, copies) >= p["threshold"]]
         pairs = np.concatenate([pairs, copies]) if len(copies) else pairs
+        if "asig" in keys and len(pairs):
+            # a pair of records that both answer must answer alike: data that repeats one long
+            # system prompt or tool description (Toolformer) is otherwise one big cluster
+            both = keys["ahas"][pairs[:, 0]] & keys["ahas"][pairs[:, 1]]
+            alike = lsh.estimated_jaccard(keys["asig"], pairs) >= p["answer_threshold"]
+            notes["unlike_answers"] = int((both & ~alike).sum())
+            pairs = pairs[~both | alike]
         notes["similar_pairs"] = int(len(pairs))
         return pairs
 
