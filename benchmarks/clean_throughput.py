@@ -145,8 +145,8 @@ def main() -> None:
         "(target 3x). 2 workers each; times include process start-up and model loading; tamis at "
         "75,000 records: the median of 3 runs. The "
         "default recipe includes near-duplicate detection (MinHash): its signatures (256 bytes a "
-        "record, 192 MB at 750,000 records) wait for the decision in a file, read a band at a "
-        "time, so they do not stay in memory.",
+        "record and as many again for its answer: 384 MB at 750,000 records) wait for the "
+        "decision in files, read a band at a time, so they do not stay in memory.",
     ]
     table = "\n".join(lines)
     print(table)
