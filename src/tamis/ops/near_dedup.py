@@ -23,7 +23,15 @@ import numpy as np
 
 from tamis.errors import RecipeError
 from tamis.ops import lsh
-from tamis.ops.base import CrossContext, Operator, Param, Reason, register, stack_keys
+from tamis.ops.base import (
+    CrossContext,
+    Operator,
+    Param,
+    Reason,
+    joined,
+    register,
+    stack_keys,
+)
 from tamis.ops.clusters import check_policy, components, decide_clusters, priority, star_clusters
 from tamis.ops.shingles import shingle
 from tamis.records.model import Record
@@ -32,15 +40,6 @@ from tamis.records.model import Record
 def record_text(record: Record) -> str:
     """All string turns of a record, in order: what near-duplicate checks compare."""
     return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
-
-
-def answer_text(record: Record) -> str:
-    """The assistant turns of a record, in order ('' for records without one)."""
-    return "\n".join(
-        t.content
-        for t in record.turns
-        if t.role == "assistant" and isinstance(t.content, str) and t.content
-    )
 
 
 @register
@@ -96,10 +95,8 @@ class MinHashDedup(Operator):
     def keys(self, records: list[Record]) -> dict[str, Any]:
         out = self.text_keys([record_text(r) for r in records])
         if self.p["answer_threshold"] > 0:
-            p = self.p
-            answers = [answer_text(r) for r in records]
-            sh = shingle(answers, p["shingle"], p["ngram"], p["lowercase"], p["punctuation"])
-            out["asig"], out["ahas"] = lsh.compact(lsh.signatures(sh, p["num_perm"], p["seed"]))
+            answers = self.text_keys([joined(r, ("assistant",)) for r in records])
+            out["asig"], out["ahas"] = answers["sig"], answers["has"]
         return out
 
     def text_keys(self, texts: list[str]) -> dict[str, Any]:
@@ -254,18 +251,30 @@ def _exact_jaccard(sets: Any, pairs: np.ndarray) -> np.ndarray:
     return out
 
 
-def near_duplicate_clusters(texts: list[str], batch_size: int = 1000, **params: Any) -> np.ndarray:
+def near_duplicate_clusters(
+    texts: list[str], batch_size: int = 1000, answers: list[str] | None = None, **params: Any
+) -> np.ndarray:
     """Cluster label per text (the smallest index in its cluster): MinHash LSH on plain texts,
     clusters as connected components (what must stay together, e.g. on one side of a split).
 
-    `labels = near_duplicate_clusters(texts, threshold=0.6)`. (The `minhash_dedup` operator drops
-    within these groups by stars, so that every record it drops is similar to the one it keeps.)
+    `labels = near_duplicate_clusters(texts, threshold=0.6)`. With `answers` (one per text, ''
+    for none), two texts that both have one are similar only when their answers are too, as in
+    `minhash_dedup`. (The operator drops within these groups by stars, so that every record it
+    drops is similar to the one it keeps.)
     """
     if not texts:
         return np.zeros(0, np.int64)
     op = MinHashDedup(**params)
-    chunks = [op.text_keys(texts[s : s + batch_size]) for s in range(0, len(texts), batch_size)]
-    keys = {k: np.concatenate([c[k] for c in chunks]) for k in ("sig", "has", "len")}
-    if op.p["verify"] == "exact":
-        keys["sets"] = [x for c in chunks for x in c["sets"]]
+
+    def keys_of(items: list[str]) -> dict[str, Any]:
+        chunks = [op.text_keys(items[s : s + batch_size]) for s in range(0, len(items), batch_size)]
+        keys = {k: np.concatenate([c[k] for c in chunks]) for k in ("sig", "has", "len")}
+        if op.p["verify"] == "exact":
+            keys["sets"] = [x for c in chunks for x in c["sets"]]
+        return keys
+
+    keys = keys_of(texts)
+    if answers is not None and op.p["answer_threshold"] > 0:
+        of_answers = keys_of(answers)
+        keys["asig"], keys["ahas"] = of_answers["sig"], of_answers["has"]
     return components(len(texts), op.similar_pairs(keys))

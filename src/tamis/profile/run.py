@@ -13,6 +13,7 @@ import numpy as np
 
 from tamis.errors import TamisError
 from tamis.models.embeddings import record_text
+from tamis.ops.base import joined
 from tamis.records.formats import FieldMap
 from tamis.records.io import Reader
 from tamis.records.model import Record
@@ -216,7 +217,7 @@ def _duplicates(records: list[Record], texts: list[str]) -> dict[str, Any]:
     try:
         from tamis.ops.near_dedup import near_duplicate_clusters
 
-        lab = near_duplicate_clusters(texts)
+        lab = near_duplicate_clusters(texts, answers=[joined(r, ("assistant",)) for r in records])
     except ImportError:
         out["near"] = {"skipped": "near-duplicate detection unavailable"}
         return out

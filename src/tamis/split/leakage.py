@@ -3,7 +3,8 @@
 Three kinds, each pair counted once under the strongest kind:
 - **exact**: the same text after lowercasing and collapsing whitespace;
 - **near**: MinHash LSH over word 3-grams, estimated Jaccard at or above `near_threshold` (the
-  `minhash_dedup` operator's machinery and defaults);
+  `minhash_dedup` operator's machinery and defaults: two records that both answer must answer
+  alike, so a shared system prompt or tool description alone is no overlap);
 - **semantic**: MiniLM cosine at or above `semantic_threshold` (needs `tamis[embed]`).
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tamis.ops.base import joined
 from tamis.ops.dedup import normalise_for_hash
 from tamis.records.io import Reader
 from tamis.records.model import Record
@@ -22,6 +24,7 @@ KINDS = ("exact", "near", "semantic")
 
 
 def record_text(record: Record) -> str:
+    """All string turns of a record, in order (as `minhash_dedup` compares them)."""
     return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
 
 
@@ -107,6 +110,13 @@ def leakage_between(
         cross = pairs[(pairs[:, 0] < len(ta)) & (pairs[:, 1] >= len(ta))]
         est = lsh.estimated_jaccard(sig, cross)
         keep = est >= near_threshold
+        if len(cross):  # records that both answer must answer alike, as in `minhash_dedup`
+            answers = [joined(r, ("assistant",)) for r in [*a, *b]]
+            akeys = [op.text_keys(chunk) for chunk in _chunks(answers, 1000)]
+            asig = np.concatenate([k["sig"] for k in akeys], axis=0)
+            ahas = np.concatenate([k["has"] for k in akeys])
+            both = ahas[cross[:, 0]] & ahas[cross[:, 1]]
+            keep &= ~both | (lsh.estimated_jaccard(asig, cross) >= op.p["answer_threshold"])
         near = [
             (int(i), int(j) - len(ta), float(s))
             for (i, j), s in zip(cross[keep].tolist(), est[keep].tolist(), strict=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tamis.errors import TamisError
+from tamis.ops.base import joined
 from tamis.ops.clusters import components
 from tamis.ops.dedup import normalise_for_hash
 from tamis.records.formats import FieldMap
@@ -84,7 +85,8 @@ def _groups(
     if near_threshold is not None and n:
         from tamis.ops.near_dedup import near_duplicate_clusters
 
-        labels = near_duplicate_clusters(texts, threshold=near_threshold)
+        answers = [joined(r, ("assistant",)) for r in records]
+        labels = near_duplicate_clusters(texts, threshold=near_threshold, answers=answers)
         link([int(x) for x in labels], "near_duplicate_links")
     if group_by:
         values = [_field(r, group_by) for r in records]
