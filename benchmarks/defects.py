@@ -1,11 +1,11 @@
 """Recall per injected defect type and false drops on untouched records.
 
-Real records (gsm8k and GPTeacher code-gen / role-play) are copied and 30% of them damaged, one
-defect each, round-robin over `tamis.testing.DEFECTS` (fixed seed). `tamis clean` runs with the
-default recipe, or the one named by `--recipe`; a defect counts as found when its record carries the
-expected reason (or, for the fixes, the expected logged change; a cut answer counts as found by any
-operator's `truncated`: `heuristics`, `endings` or `truncation_lm`). Writes its table to
-docs/benchmarks.md (section `defects`, or `defects_<recipe>` for another recipe).
+Real records (gsm8k, GPTeacher code-gen / role-play / Toolformer) are copied and 30% of them
+damaged, one defect each, round-robin over `tamis.testing.DEFECTS` (fixed seed). `tamis clean` runs
+with the default recipe, or the one named by `--recipe`; a defect counts as found when its record
+carries the expected reason (or, for the fixes, the expected logged change; a cut answer counts as
+found by any operator's `truncated`: `heuristics`, `endings` or `truncation_lm`). Writes its table
+to docs/benchmarks.md (section `defects`, or `defects_<recipe>` for another recipe).
 
     python benchmarks/defects.py [--per-set 2000] [--recipe sft-thorough]
 """
@@ -25,7 +25,12 @@ from tamis.pipeline.runner import clean
 from tamis.records.io import write_objects
 from tamis.testing import DEFECTS, inject_defects
 
-DATA, SETS = INSTRUCT, INSTRUCT_SETS
+DATA = INSTRUCT
+# Toolformer's answers are one short line that ends in a tool call: its cuts are short and plain
+SETS = {
+    **INSTRUCT_SETS,
+    "toolformer": "../gpteacher_toolformer/toolformer-dedupe-only-dataset.json",
+}
 
 
 DEDUP = {"exact_dedup/duplicate", "minhash_dedup/near_duplicate"}
@@ -115,7 +120,8 @@ def main() -> None:
         injected.update(inj)
         hit.update(h)
         rows.append(
-            f"| {name} | {sum(inj.values())} | {clean_n} | {dups} | {fd} | {fd / clean_n:.2%} |"
+            f"| {name} | {sum(inj.values())} | {h['truncated']} of {inj['truncated']} | {clean_n} "
+            f"| {dups} | {fd} | {fd / clean_n:.2%} |"
         )
     lines = [
         f"{f'Recipe `{recipe.name}`' if recipe else 'Default recipe'}; {n} records per set, "
@@ -137,9 +143,9 @@ def main() -> None:
         "`benchmarks/endings.py` (about 2,000 answers a set) and `benchmarks/truncation.py` "
         "measure the cut-off checks on more cuts, the opt-in ones included.",
         "",
-        "| data set | damaged | untouched | dropped as duplicates the data already had "
-        "| other untouched dropped | false-drop rate |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| data set | damaged | cut answers found | untouched | dropped as duplicates the data "
+        "already had | other untouched dropped | false-drop rate |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "Real data sets hold duplicates of their own (GPTeacher code-gen asks for the factorial in "

@@ -299,6 +299,24 @@ def test_endings_flags_short_cut_answers(tmp_path: Path) -> None:
     assert not flagged["six"] & cut
 
 
+def test_endings_sees_a_tool_call_missing(tmp_path: Path) -> None:
+    """Every finished Toolformer answer holds its tool call ("The capital of Germany is:
+    wikipedia('Capital of Germany')"); a cut before the call ("The capital of Germany") ends in
+    plain words that also end many a sentence. `endings` learns the answer's shape too (its
+    length, whether it holds a call), so it finds most such cuts the rules cannot see: without
+    those two features it found 0.59 of them on these rows."""
+    path = DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json"
+    rows, cut = _rule_blind_cuts(json.loads(path.read_text())[:2000])
+    assert len(cut) >= 80
+    src = tmp_path / "toolformer.jsonl"
+    write_objects(rows, str(src))
+    recipe = Recipe.from_dict({"name": "e", "ops": [{"endings": {}}]})
+    tamis.clean(str(src), str(tmp_path / "out"), recipe, workers=2)
+    flagged = {r["id"] for r in _rows(tmp_path / "out" / "rejected.jsonl")}
+    assert len(flagged & cut) >= 0.75 * len(cut)
+    assert len(flagged - cut) <= 0.005 * (len(rows) - len(cut))
+
+
 def test_maths_recipe_drops_wrong_final_numbers_with_the_slip_named(tmp_path: Path, gsm8k) -> None:
     objs, truth = inject_defects(gsm8k[:300], rate=0.3, seed=5, defects=["wrong_answer"])
     src = tmp_path / "in.jsonl"

@@ -6,8 +6,10 @@ break inside an answer is learnt here from the data set itself, so it needs no m
 adapts to maths, code or role-play: every answer's real ending is a positive example, the
 sentence/line breaks and word gaps inside it are negatives, and a linear model over hashed features
 of the last words (the words themselves, the last sentence's opening, the last line's first token
-and indent) says how much each answer's ending looks like an ending. Answers are scored by a model
-that did not learn from them (two folds), and those under `max_end_prob` are flagged `truncated`.
+and indent) and of the answer's shape (its length, whether it holds a call such as
+`search('...')`) says how much each answer's ending looks like an ending. Answers are scored by a
+model that did not learn from them (two folds), and those under `max_end_prob` are flagged
+`truncated`.
 
 It assumes most answers are finished; with fewer than `min_answers` answers it says so and flags
 nothing. The cost while streaming is the features of every answer's end and of its `negatives`
@@ -37,6 +39,7 @@ TAIL = 400  # characters of a position's left context the features look at
 SENT = re.compile(r"[.!?][\"')\]]*\s+")
 BREAK = re.compile(r"[.!?:;][\"')\]]*[ \t]+|\n+")
 SPACE = re.compile(" ")
+CALL = re.compile(r"[A-Za-z_]\w*\(")
 STRIP = ".,!?;:\"'()[]{}*`"
 _HASHES: dict[str, int] = {}  # features repeat (words, openings): a lookup beats a crc32
 
@@ -76,6 +79,10 @@ def features(text: str) -> list[int]:
     f.append("l" + (first[0][:8] if first else ""))
     f.append(f"i{min(4, (len(line) - len(line.lstrip())) // 2)}")
     f.append(f"n{min(3, text.count(chr(10)))}")
+    # the answer's shape: how long it is, and whether it holds a call (`search('...')`): in a data
+    # set whose answers all end with a tool call, a cut before the call lacks one
+    f.append(f"w{min(6, len(words) // 5)}")
+    f.append(f"k{CALL.search(s) is not None:d}")
     f += ["b" + w.lower().strip(STRIP) for w in words[-(WIDTH - len(f)) :]]
     return [_hash(x) for x in f[:WIDTH]]
 
