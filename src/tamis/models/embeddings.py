@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tamis.errors import TamisError
+from tamis.ops.base import record_text
 from tamis.records.model import Record
 from tamis.storage import BlobCache, content_hash, default_cache_dir
 
@@ -40,11 +41,6 @@ def quiet_transformers() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-
-
-def record_text(record: Record) -> str:
-    """What a record's embedding is made of: its string turns, in order."""
-    return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
 
 
 class Embedder:

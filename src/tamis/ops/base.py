@@ -346,6 +346,11 @@ def text_turns(record: Record, roles: tuple[str, ...] | None = None) -> list[Tur
     ]
 
 
+def record_text(record: Record) -> str:
+    """All string turns of a record, in order: what near-duplicate checks and embeddings compare."""
+    return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
+
+
 def joined(record: Record, roles: tuple[str, ...]) -> str:
     """The text of all turns of these roles, joined by blank lines."""
     return "\n\n".join(t.content for t in text_turns(record, roles) if t.content)

@@ -29,17 +29,13 @@ from tamis.ops.base import (
     Param,
     Reason,
     joined,
+    record_text,
     register,
     stack_keys,
 )
 from tamis.ops.clusters import check_policy, components, decide_clusters, priority, star_clusters
 from tamis.ops.shingles import shingle
 from tamis.records.model import Record
-
-
-def record_text(record: Record) -> str:
-    """All string turns of a record, in order: what near-duplicate checks compare."""
-    return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
 
 
 @register
@@ -116,6 +112,24 @@ class MinHashDedup(Operator):
             out["sets"] = [np.unique(x) for x in np.split(h, cuts)]
         return out
 
+    def texts_keys(self, texts: list[str], batch_size: int = 1000) -> dict[str, Any]:
+        """Keys of a whole list of texts, computed a batch at a time and stacked in memory (for
+        checks outside a pipeline run: splits, leakage, profiles)."""
+        chunks = [
+            self.text_keys(texts[s : s + batch_size]) for s in range(0, len(texts), batch_size)
+        ]
+        keys = {k: np.concatenate([c[k] for c in chunks]) for k in ("sig", "has", "len")}
+        if self.p["verify"] == "exact":
+            keys["sets"] = [x for c in chunks for x in c["sets"]]
+        return keys
+
+    def answers_alike(self, asig: Any, ahas: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """Which pairs may stay similar: those where a record has no answer, or both answers reach
+        `answer_threshold`. Data that repeats one long system prompt or tool description
+        (Toolformer) is otherwise one big cluster."""
+        both = ahas[pairs[:, 0]] & ahas[pairs[:, 1]]
+        return ~both | (lsh.estimated_jaccard(asig, pairs) >= self.p["answer_threshold"])
+
     def gather_keys(self, chunks: Iterable[tuple[int, Any]], n: int, work: str) -> Any:
         """Signatures go to a file, column by column (`lsh.ColumnFile`): memory stays flat as
         records grow; the rest (a flag and a length a record) is stacked in memory."""
@@ -173,13 +187,10 @@ class MinHashDedup(Operator):
             pairs = pairs[_exact_jaccard(sets, pairs) >= p["threshold"]]
             copies = copies[_exact_jaccard(sets, copies) >= p["threshold"]]
         pairs = np.concatenate([pairs, copies]) if len(copies) else pairs
-        if "asig" in keys and len(pairs):
-            # a pair of records that both answer must answer alike: data that repeats one long
-            # system prompt or tool description (Toolformer) is otherwise one big cluster
-            both = keys["ahas"][pairs[:, 0]] & keys["ahas"][pairs[:, 1]]
-            alike = lsh.estimated_jaccard(keys["asig"], pairs) >= p["answer_threshold"]
-            notes["unlike_answers"] = int((both & ~alike).sum())
-            pairs = pairs[~both | alike]
+        if "asig" in keys and len(pairs):  # a pair of records that both answer must answer alike
+            alike = self.answers_alike(keys["asig"], keys["ahas"], pairs)
+            notes["unlike_answers"] = int((~alike).sum())
+            pairs = pairs[alike]
         notes["similar_pairs"] = int(len(pairs))
         return pairs
 
@@ -265,16 +276,8 @@ def near_duplicate_clusters(
     if not texts:
         return np.zeros(0, np.int64)
     op = MinHashDedup(**params)
-
-    def keys_of(items: list[str]) -> dict[str, Any]:
-        chunks = [op.text_keys(items[s : s + batch_size]) for s in range(0, len(items), batch_size)]
-        keys = {k: np.concatenate([c[k] for c in chunks]) for k in ("sig", "has", "len")}
-        if op.p["verify"] == "exact":
-            keys["sets"] = [x for c in chunks for x in c["sets"]]
-        return keys
-
-    keys = keys_of(texts)
+    keys = op.texts_keys(texts, batch_size)
     if answers is not None and op.p["answer_threshold"] > 0:
-        of_answers = keys_of(answers)
+        of_answers = op.texts_keys(answers, batch_size)
         keys["asig"], keys["ahas"] = of_answers["sig"], of_answers["has"]
     return components(len(texts), op.similar_pairs(keys))

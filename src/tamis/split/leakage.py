@@ -15,17 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from tamis.ops.base import joined
+from tamis.ops.base import joined, record_text
 from tamis.ops.dedup import normalise_for_hash
 from tamis.records.io import Reader
 from tamis.records.model import Record
 
 KINDS = ("exact", "near", "semantic")
-
-
-def record_text(record: Record) -> str:
-    """All string turns of a record, in order (as `minhash_dedup` compares them)."""
-    return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
 
 
 @dataclass
@@ -103,20 +98,14 @@ def leakage_between(
         from tamis.ops.near_dedup import MinHashDedup
 
         op = MinHashDedup(threshold=near_threshold)
-        sig = np.concatenate(
-            [op.text_keys(chunk)["sig"] for chunk in _chunks(ta + tb, 1000)], axis=0
-        )
+        sig = op.texts_keys(ta + tb)["sig"]
         pairs = lsh.candidate_pairs(sig, op.bands, op.rows)
         cross = pairs[(pairs[:, 0] < len(ta)) & (pairs[:, 1] >= len(ta))]
         est = lsh.estimated_jaccard(sig, cross)
         keep = est >= near_threshold
         if len(cross):  # records that both answer must answer alike, as in `minhash_dedup`
-            answers = [joined(r, ("assistant",)) for r in [*a, *b]]
-            akeys = [op.text_keys(chunk) for chunk in _chunks(answers, 1000)]
-            asig = np.concatenate([k["sig"] for k in akeys], axis=0)
-            ahas = np.concatenate([k["has"] for k in akeys])
-            both = ahas[cross[:, 0]] & ahas[cross[:, 1]]
-            keep &= ~both | (lsh.estimated_jaccard(asig, cross) >= op.p["answer_threshold"])
+            answers = op.texts_keys([joined(r, ("assistant",)) for r in [*a, *b]])
+            keep &= op.answers_alike(answers["sig"], answers["has"], cross)
         near = [
             (int(i), int(j) - len(ta), float(s))
             for (i, j), s in zip(cross[keep].tolist(), est[keep].tolist(), strict=True)
@@ -164,10 +153,6 @@ def leakage(
 
 def _as_list(x: str | list[str]) -> list[str]:
     return [x] if isinstance(x, str) else list(x)
-
-
-def _chunks(xs: list[str], n: int) -> list[list[str]]:
-    return [xs[i : i + n] for i in range(0, len(xs), n)]
 
 
 def _snip(text: str, n: int = 120) -> str:
