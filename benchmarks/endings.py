@@ -121,8 +121,7 @@ def main() -> None:
     lines += [
         "",
         f"Bold: the default `max_end_prob` ({DEFAULT:g}). Seconds: the whole `tamis clean` run "
-        "(heuristics + endings, 2 workers). `endings` is opt-in; the default recipes keep the "
-        "rules only.",
+        "(heuristics + endings, 2 workers). `endings` ends the `sft` and `maths` recipes.",
     ]
     table = "\n".join(lines)
     print(table)

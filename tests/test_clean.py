@@ -317,6 +317,40 @@ def test_endings_sees_a_tool_call_missing(tmp_path: Path) -> None:
     assert len(flagged - cut) <= 0.005 * (len(rows) - len(cut))
 
 
+def test_default_recipe_finds_tool_call_cuts_and_dropped_answers_do_not_teach_endings(
+    tmp_path: Path,
+) -> None:
+    """The `sft` recipe ends with `endings`: on real Toolformer rows it finds most of the cuts no
+    rule sees. It learns only from the answers kept so far: 1,000 exact copies added after the rows
+    are dropped by `exact_dedup` and change nothing in what it learns or flags on the rows."""
+    path = DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json"
+    rows, cut = _rule_blind_cuts(json.loads(path.read_text())[:2000])
+    copies = [{**o, "id": f"copy{i}"} for i, o in enumerate(rows[:1000])]
+    flagged, notes = {}, {}
+    for name, objs in (("rows", rows), ("with_copies", rows + copies)):
+        src = tmp_path / f"{name}.jsonl"
+        write_objects(objs, str(src))
+        res = tamis.clean(str(src), str(tmp_path / name), workers=2)
+        c = res.counts
+        assert c["input"] == len(objs) == c["kept"] + c["rejected"] + c["quarantined"]
+        (entry,) = [e for e in res.summary["operators"] if e["op"] == "endings"]
+        notes[name] = entry["notes"]
+        flagged[name] = {
+            r["id"]
+            for r in _rows(tmp_path / name / "rejected.jsonl")
+            if any(x["op"] == "endings" for x in r["reasons"])
+        }
+    assert len(flagged["rows"] & cut) >= 0.75 * len(cut)
+    assert len(flagged["rows"] - cut) <= 0.005 * (len(rows) - len(cut))
+    originals = {i for i in flagged["with_copies"] if i.startswith("r")}
+    assert originals == flagged["rows"]
+    assert notes["with_copies"]["learnt_from"] == notes["rows"]["learnt_from"]
+    # the copies, dropped as duplicates, carry the finding too (every reason is kept)
+    assert flagged["with_copies"] - originals == {
+        f"copy{i}" for i in range(1000) if f"r{i}" in flagged["rows"]
+    }
+
+
 def test_maths_recipe_drops_wrong_final_numbers_with_the_slip_named(tmp_path: Path, gsm8k) -> None:
     objs, truth = inject_defects(gsm8k[:300], rate=0.3, seed=5, defects=["wrong_answer"])
     src = tmp_path / "in.jsonl"
@@ -350,10 +384,10 @@ def test_every_built_in_recipe_builds_its_operators(name: str) -> None:
     assert built == [s[0] for s in recipe.steps if s[0] in built]
     assert recipe.description
     if name == "sft-thorough":
-        # the sft recipe plus the two opt-in cut-off checks, nothing else changed
+        # the sft recipe plus the opt-in chat-LM cut-off check, nothing else changed
         sft = Recipe.load("sft").steps
         assert recipe.steps[: len(sft)] == sft
-        assert [s[0] for s in recipe.steps[len(sft) :]] == ["endings", "truncation_lm"]
+        assert [s[0] for s in recipe.steps[len(sft) :]] == ["truncation_lm"]
 
 
 def test_terminal_summary_says_why_an_operator_was_skipped() -> None:
