@@ -317,12 +317,12 @@ def test_endings_sees_a_tool_call_missing(tmp_path: Path) -> None:
     assert len(flagged - cut) <= 0.005 * (len(rows) - len(cut))
 
 
-def test_default_recipe_finds_tool_call_cuts_and_dropped_answers_do_not_teach_endings(
+def test_default_recipe_finds_tool_call_cuts_and_copies_do_not_teach_endings(
     tmp_path: Path,
 ) -> None:
-    """The `sft` recipe ends with `endings`: on real Toolformer rows it finds most of the cuts no
-    rule sees. It learns only from the answers kept so far: 1,000 exact copies added after the rows
-    are dropped by `exact_dedup` and change nothing in what it learns or flags on the rows."""
+    """The `sft` recipe runs `endings`: on real Toolformer rows it finds most of the cuts no rule
+    sees. It learns each distinct answer once: 1,000 exact copies added after the rows change
+    nothing in what it learns or flags on the rows."""
     path = DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json"
     rows, cut = _rule_blind_cuts(json.loads(path.read_text())[:2000])
     copies = [{**o, "id": f"copy{i}"} for i, o in enumerate(rows[:1000])]
@@ -349,6 +349,32 @@ def test_default_recipe_finds_tool_call_cuts_and_dropped_answers_do_not_teach_en
     assert flagged["with_copies"] - originals == {
         f"copy{i}" for i in range(1000) if f"r{i}" in flagged["rows"]
     }
+
+
+def test_a_cut_answer_does_not_take_its_finished_duplicate_down(tmp_path: Path, gsm8k) -> None:
+    """gsm8k answers cut where no rule sees it, each followed later in the file by its finished
+    version: the two are near-duplicates (same question, most of the answer), and the cut one
+    comes first. `endings` decides before the duplicate checks in the `sft` recipe, so where it
+    finds the cut, the finished version is the one its group keeps; decided after them, the cut
+    answer was kept as the group's first and then dropped, and its finished version with it."""
+    rows, cut = _rule_blind_cuts(gsm8k[:2000])
+    full = {f"r{i}": o for i, o in enumerate(gsm8k[:2000])}
+    rows += [{"id": f"full-{i}", **full[i]} for i in sorted(cut)]
+    src = tmp_path / "gsm.jsonl"
+    write_objects(rows, str(src))
+    tamis.clean(str(src), str(tmp_path / "out"), workers=2)
+    why = {r["id"]: r["reasons"] for r in _rows(tmp_path / "out" / "rejected.jsonl")}
+    found = {i for i in cut if any(x["op"] == "endings" for x in why.get(i, []))}
+    assert len(found) >= 10
+    pairs = [
+        c["members"]
+        for c in _rows(tmp_path / "out" / "clusters.jsonl")
+        if c["op"] == "minhash_dedup"
+    ]
+    together = {i for i in found if any({i, f"full-{i}"} <= {m["id"] for m in p} for p in pairs)}
+    assert len(together) >= 3  # the others' answers differ too much once cut
+    kept = {r["id"] for r in _rows(tmp_path / "out" / "kept.jsonl")}
+    assert {f"full-{i}" for i in together} <= kept
 
 
 def test_maths_recipe_drops_wrong_final_numbers_with_the_slip_named(tmp_path: Path, gsm8k) -> None:

@@ -214,6 +214,11 @@ class Endings(Operator):
         n = len(has)
         sample = np.arange(0, n, stride)
         learn = has[sample] & np.asarray(ctx.alive[sample], bool)
+        seen: set[str] = set()  # each answer once: copies would teach it their ending twice
+        for j in np.flatnonzero(learn):
+            if texts[j] in seen:
+                learn[j] = False
+            seen.add(texts[j])
         none = Decisions(self.name, "truncated", np.zeros(0, np.int64))
         if learn.sum() < self.p["min_answers"]:
             ctx.notes = {"learnt_from": int(learn.sum()), "skipped": "too few answers"}
