@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tamis.ops.base import CrossContext, Decisions, Operator, Param, register
+from tamis.ops.base import CrossContext, Decisions, Operator, Param, record_text, register
 from tamis.records.model import Record
 
 DIM = 1 << 18  # hashed feature space; index DIM is padding
@@ -172,6 +172,7 @@ class Endings(Operator):
         ends: list[list[int]] = []
         texts: list[str | None] = []
         has = np.zeros(len(records), bool)
+        whole = np.zeros(len(records), np.uint32)  # the whole record's hash: copies share it
         for i, r in enumerate(records):
             text = _answer(r)
             if text is None or len(text.split(None, self.p["min_words"])) < self.p["min_words"]:
@@ -181,7 +182,8 @@ class Endings(Operator):
             has[i] = True
             ends.append(features(text))
             texts.append(text)
-        return {"end": _pad(ends, len(records)), "has": has, "text": texts}
+            whole[i] = zlib.crc32(record_text(r).encode("utf-8", "surrogatepass"))
+        return {"end": _pad(ends, len(records)), "has": has, "text": texts, "whole": whole}
 
     def gather_keys(self, chunks: Iterable[tuple[int, Any]], n: int, work: str) -> Any:
         """Every record's ending features in a file under `work` (memory stays flat); the texts
@@ -191,13 +193,21 @@ class Endings(Operator):
         end = np.lib.format.open_memmap(path, "w+", np.int32, (max(n, 1), WIDTH))
         has = np.zeros(n, bool)
         texts: list[str | None] = []  # of the sample only
+        whole: list[np.ndarray] = []
         pos = 0
         for count, chunk in chunks:
             end[pos : pos + count] = chunk["end"]
             has[pos : pos + count] = chunk["has"]
             texts += chunk["text"][-pos % stride :: stride]
+            whole.append(chunk["whole"][-pos % stride :: stride])
             pos += count
-        return {"end": end[:n], "has": has, "texts": texts, "stride": stride}
+        return {
+            "end": end[:n],
+            "has": has,
+            "texts": texts,
+            "whole": np.concatenate(whole) if whole else np.zeros(0, np.uint32),
+            "stride": stride,
+        }
 
     def _inner(self, texts: list[str]) -> np.ndarray:
         """Features of up to `negatives` inner cut points of each text: (texts, negatives, WIDTH),
@@ -214,11 +224,12 @@ class Endings(Operator):
         n = len(has)
         sample = np.arange(0, n, stride)
         learn = has[sample] & np.asarray(ctx.alive[sample], bool)
-        seen: set[str] = set()  # each answer once: copies would teach it their ending twice
+        seen: set[tuple[int, str]] = set()  # each record once: a copy would teach it twice
         for j in np.flatnonzero(learn):
-            if texts[j] in seen:
+            key = (int(keys["whole"][j]), texts[j])
+            if key in seen:
                 learn[j] = False
-            seen.add(texts[j])
+            seen.add(key)
         none = Decisions(self.name, "truncated", np.zeros(0, np.int64))
         if learn.sum() < self.p["min_answers"]:
             ctx.notes = {"learnt_from": int(learn.sum()), "skipped": "too few answers"}
