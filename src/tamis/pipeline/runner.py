@@ -445,17 +445,20 @@ class IdTable:
 
 
 def _spill_keys(work: str, index: int, keys: dict[str, Any]) -> None:
-    path = os.path.join(work, f"{index:07d}.keys")
-    with open(path + ".tmp", "wb") as fh:
-        pickle.dump(keys, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(path + ".tmp", path)
+    """One file per operator and batch: each operator's gather reads its own keys only (those of
+    `endings` hold answer texts, which the dedup operators need not load)."""
+    for name, value in keys.items():
+        path = os.path.join(work, f"{index:07d}.{name}.keys")
+        with open(path + ".tmp", "wb") as fh:
+            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(path + ".tmp", path)
 
 
 def _key_chunks(work: str, name: str, batch_records: list[int]) -> Iterator[tuple[int, Any]]:
     """One operator's keys, batch by batch from the spills: (records in the batch, keys)."""
     for b, count in enumerate(batch_records):
-        with open(os.path.join(work, f"{b:07d}.keys"), "rb") as fh:
-            yield count, pickle.load(fh)[name]
+        with open(os.path.join(work, f"{b:07d}.{name}.keys"), "rb") as fh:
+            yield count, pickle.load(fh)
 
 
 def _as_decisions(op: str, found: dict[int, Reason] | Decisions) -> Decisions:
