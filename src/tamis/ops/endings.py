@@ -7,7 +7,9 @@ adapts to maths, code or role-play: every answer's real ending is a positive exa
 sentence/line breaks and word gaps inside it are negatives, and a linear model over hashed features
 of the last words (the words themselves, the last sentence's opening, the last line's first token
 and indent) and of the answer's shape (its length, whether it holds a call such as
-`search('...')`) says how much each answer's ending looks like an ending. Answers are scored by a
+`search('...')`, how many of the prompt's numbers it has not used yet: a worked maths answer uses
+them all, one cut between two steps often has not) says how much each answer's ending looks like
+an ending. Answers are scored by a
 model that did not learn from them (two folds), and those under `max_end_prob` are flagged
 `truncated`.
 
@@ -39,6 +41,7 @@ SENT = re.compile(r"[.!?][\"')\]]*\s+")
 BREAK = re.compile(r"[.!?:;][\"')\]]*[ \t]+|\n+")
 SPACE = re.compile(" ")
 CALL = re.compile(r"[A-Za-z_]\w*\(")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 STRIP = ".,!?;:\"'()[]{}*`"
 _HASHES: dict[str, int] = {}  # features repeat (words, openings): a lookup beats a crc32
 
@@ -52,8 +55,19 @@ def _hash(feature: str) -> int:
     return h
 
 
-def features(text: str) -> list[int]:
-    """Hashed features of the place where `text` stops (its right end), at most WIDTH."""
+def numbers(text: str) -> frozenset[str]:
+    """The distinct numbers in `text`, written one way (`1,000` and `1000`, `2.50` and `2.5`)."""
+    out = set()
+    for m in NUMBER.findall(text):
+        m = m.replace(",", "")
+        out.add(m.rstrip("0").rstrip(".") if "." in m else m)
+    return frozenset(out)
+
+
+def features(text: str, asked: frozenset[str] = frozenset()) -> list[int]:
+    """Hashed features of the place where `text` stops (its right end), at most WIDTH. `asked`:
+    the numbers of the prompt; how many of them the answer has not used yet is a feature (a worked
+    maths answer uses all its question's numbers; one cut between two steps often has not)."""
     s = text[-TAIL:].rstrip()
     words = s.split()
     if not words:
@@ -82,6 +96,8 @@ def features(text: str) -> list[int]:
     # set whose answers all end with a tool call, a cut before the call lacks one
     f.append(f"w{min(6, len(words) // 5)}")
     f.append("k1" if "(" in s and CALL.search(s) else "k0")  # the regex is slow: "(" first
+    if asked:
+        f.append(f"u{min(3, len(asked - numbers(text)))}")
     f += ["b" + w.lower().strip(STRIP) for w in words[-(WIDTH - len(f)) :]]
     get = _HASHES.get
     out = [get(x) for x in f[:WIDTH]]
@@ -115,6 +131,12 @@ def _answer(record: Record) -> str | None:
     if not turns or not isinstance(turns[-1].content, str):
         return None
     return turns[-1].content
+
+
+def _asked(record: Record) -> frozenset[str]:
+    """The numbers of what comes before the last assistant turn (system, user, earlier turns)."""
+    last = max((i for i, t in enumerate(record.turns) if t.role == "assistant"), default=0)
+    return numbers("\n".join(t.content for t in record.turns[:last] if isinstance(t.content, str)))
 
 
 def fit(x: np.ndarray, y: np.ndarray, epochs: int = 4, seed: int = 0) -> np.ndarray:
@@ -171,6 +193,7 @@ class Endings(Operator):
         later, only for the answers the model learns from (the workers do not know which)."""
         ends: list[list[int]] = []
         texts: list[str | None] = []
+        asked: list[frozenset[str]] = []
         has = np.zeros(len(records), bool)
         whole = np.zeros(len(records), np.uint32)  # the whole record's hash: copies share it
         for i, r in enumerate(records):
@@ -178,12 +201,21 @@ class Endings(Operator):
             if text is None or len(text.split(None, self.p["min_words"])) < self.p["min_words"]:
                 ends.append([])
                 texts.append(None)
+                asked.append(frozenset())
                 continue
             has[i] = True
-            ends.append(features(text))
+            nums = _asked(r)
+            ends.append(features(text, nums))
             texts.append(text)
+            asked.append(nums)
             whole[i] = zlib.crc32(record_text(r).encode("utf-8", "surrogatepass"))
-        return {"end": _pad(ends, len(records)), "has": has, "text": texts, "whole": whole}
+        return {
+            "end": _pad(ends, len(records)),
+            "has": has,
+            "text": texts,
+            "asked": asked,
+            "whole": whole,
+        }
 
     def gather_keys(self, chunks: Iterable[tuple[int, Any]], n: int, work: str) -> Any:
         """Every record's ending features in a file under `work` (memory stays flat); the texts
@@ -193,30 +225,33 @@ class Endings(Operator):
         end = np.lib.format.open_memmap(path, "w+", np.int32, (max(n, 1), WIDTH))
         has = np.zeros(n, bool)
         texts: list[str | None] = []  # of the sample only
+        asked: list[frozenset[str]] = []
         whole: list[np.ndarray] = []
         pos = 0
         for count, chunk in chunks:
             end[pos : pos + count] = chunk["end"]
             has[pos : pos + count] = chunk["has"]
             texts += chunk["text"][-pos % stride :: stride]
+            asked += chunk["asked"][-pos % stride :: stride]
             whole.append(chunk["whole"][-pos % stride :: stride])
             pos += count
         return {
             "end": end[:n],
             "has": has,
             "texts": texts,
+            "asked": asked,
             "whole": np.concatenate(whole) if whole else np.zeros(0, np.uint32),
             "stride": stride,
         }
 
-    def _inner(self, texts: list[str]) -> np.ndarray:
+    def _inner(self, texts: list[str], asked: list[frozenset[str]]) -> np.ndarray:
         """Features of up to `negatives` inner cut points of each text: (texts, negatives, WIDTH),
         padded."""
         k = self.p["negatives"]
         rows: list[list[int]] = []
-        for text in texts:
+        for text, nums in zip(texts, asked, strict=True):
             cuts = inner_positions(text, k, zlib.crc32(text.encode("utf-8", "surrogatepass")))
-            rows += [features(text[:c]) for c in cuts] + [[]] * (k - len(cuts))
+            rows += [features(text[:c], nums) for c in cuts] + [[]] * (k - len(cuts))
         return _pad(rows, len(rows)).reshape(len(texts), k, WIDTH)
 
     def decide_all(self, keys: Any, ctx: CrossContext) -> Decisions:
@@ -236,7 +271,8 @@ class Endings(Operator):
             return none
         # inner cut points only of the answers learnt from: not of those already dropped
         inner = np.full((len(sample), self.p["negatives"], WIDTH), DIM, np.int32)
-        inner[learn] = self._inner([texts[i] for i in np.flatnonzero(learn)])
+        rows = np.flatnonzero(learn)
+        inner[learn] = self._inner([texts[i] for i in rows], [keys["asked"][i] for i in rows])
         fold = np.arange(len(sample)) % 2
         models = []
         for f in (0, 1):
