@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from conftest import DATA
 from tamis.ops.base import get_operator
 from tamis.ops.pii import find_pii
 from tamis.records.formats import FORMATS, FieldMap
@@ -345,38 +348,62 @@ def test_prose_cut_mid_sentence_without_a_dangling_word() -> None:
 
 def test_truncation_lm_finds_cuts_the_rules_cannot_see(gsm8k) -> None:
     """gsm8k answers cut after a number or a finished clause pass every `heuristics` rule; the
-    chat LM's end-of-turn probability tells them from the finished answers."""
+    chat LM's end-of-turn probability tells most of them from the finished answers."""
     pytest.importorskip("gguf")
     import random
+    import statistics
 
     from tamis.ops.heuristics import _truncation
     from tamis.testing.defects import _truncated
 
     rng = random.Random(0)
     cut = []
-    for o in gsm8k[100:200]:
+    for o in gsm8k[100:400]:
         c = _truncated(dict(o), rng, [])
         if c["output"] != o["output"] and _truncation(c["output"]) < 1.0:
             cut.append(c)
-    cut = cut[:12]
-    assert len(cut) == 12
+    assert len(cut) == 52
     op = get_operator("truncation_lm")()
     op.setup()
-    finished = [_rec(o) for o in gsm8k[:12]]
+    finished = [_rec(o) for o in gsm8k[:100]]
     cut_recs = [_rec(o) for o in cut]
     s_fin = op.compute(finished)
     s_cut = op.compute(cut_recs)
     flagged_fin = sum(bool(op.decide(r, s)) for r, s in zip(finished, s_fin, strict=True))
     flagged_cut = sum(bool(op.decide(r, s)) for r, s in zip(cut_recs, s_cut, strict=True))
     assert flagged_fin == 0
-    # the hardest cuts (the rules missed them): benchmarks/truncation.py finds ~85% on gsm8k
-    assert flagged_cut >= 8
-    lp_fin = sorted(s["end_logprob"] for s in s_fin)
-    assert max(s["end_logprob"] for s in s_cut) < lp_fin[6] - 5  # every cut far under the median
+    # the hardest cuts (the rules missed them; 31 of these 52 found): a cut at a line end after a
+    # result ("... 33*7 = 231") reads as finished to it too
+    assert flagged_cut >= 28
+    med_fin = statistics.median(s["end_logprob"] for s in s_fin)
+    assert statistics.median(s["end_logprob"] for s in s_cut) < med_fin - 10
     # the same answer scores the same alone and in a padded batch
     assert op.compute(cut_recs[:1])[0]["end_logprob"] == pytest.approx(
         s_cut[0]["end_logprob"], abs=1e-3
     )
+
+
+def test_truncation_lm_lets_a_finished_script_end_after_a_line_break() -> None:
+    """GPTeacher code-gen's one-command shell scripts (`#!/bin/bash` + `ls -lS`) are finished, but
+    the chat model writes a line break before it ends the turn: the bare end-of-turn probability
+    flagged 25 of these 49. The end after one line break counts: 4 now."""
+    pytest.importorskip("gguf")
+    import re
+
+    data = json.loads((DATA / "instruct" / "gpteacher_codegen_instruct.json").read_text())
+    one_line = re.compile(r"#!/bin/(ba)?sh\n+[^\n]+")
+    scripts = [o for o in data if one_line.fullmatch(o["response"].strip())]
+    assert len(scripts) == 49
+    recs = [_rec(o) for o in scripts]
+    op = get_operator("truncation_lm")()
+    op.setup()
+    flagged = [
+        r.turns[-1].content for r, s in zip(recs, op.compute(recs), strict=True) if op.decide(r, s)
+    ]
+    assert len(flagged) <= 5, flagged
+    # a script cut inside its command still reads as cut
+    cut = _rec({**scripts[0], "response": "#!/bin/bash\n\nfind . -type f -name '*.log' -exec rm"})
+    assert op.decide(cut, op.compute([cut])[0])
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,13 @@ after a closing sentence and a very low one after a half-written thought. This o
 for each answer, how likely the turn ends exactly where the answer ends: `end_logprob`, the natural
 log of that probability, and flags answers under `max_end_logprob`.
 
+Answers are read with their trailing white space stripped, so a turn that ends after one more line
+break is as finished as one that ends right away: the score is the probability of either,
+P(end) + P(line break) * P(end | line break), read from one forward pass with the line break
+appended. Scoring the bare end alone called short finished scripts cut (`#!/bin/bash` + `ls -lS`:
+after a finished command the model writes a line break before it ends the turn) and finished gsm8k
+answers that end on a bare result (docs/benchmarks.md, cut-off answers).
+
 Only the end matters, so the model reads the last `answer_tokens` tokens of the answer after the
 last `prompt_tokens` of the prompt (enough for it to know what is being answered): a fixed cost
 per record, whatever the length. The default model is the offline SmolLM2-135M-Instruct; any
@@ -35,13 +42,16 @@ class TruncationLM(Operator):
     max_batch = 64  # a model pass per record: small batches keep every worker busy
     params = {
         "max_end_logprob": Param(
-            -14.0, "flag when log P(end of turn | answer) is under this (natural log)"
+            -14.0,
+            "flag when log P(end of turn | answer), the end right away or after one line break, "
+            "is under this (natural log)",
         ),
         "model": Param("smollm2", "chat model (offline SmolLM2 by default)", compute=True),
         "answer_tokens": Param(48, "last answer tokens the model reads", compute=True),
         "prompt_tokens": Param(32, "last prompt tokens the model reads first", compute=True),
         "batch_size": Param(32, "records per forward pass"),
     }
+    version = 2  # 2: the end may come after one line break
     signals = {"end_logprob": "float32"}
     reasons = {"truncated": "the answer stops where the model would not end a turn"}
 
@@ -61,6 +71,7 @@ class TruncationLM(Operator):
         self._model.eval()
         tok = self._tok
         self._end = _end_token(tok)
+        self._break = tok("\n", add_special_tokens=False)["input_ids"][-1]
         # the tokens that open the assistant turn after the prompt, from the model's own template
         chat = [{"role": "user", "content": "\x00"}]
         text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -84,7 +95,8 @@ class TruncationLM(Operator):
         return rows
 
     def _score(self, pairs: list[tuple[str, str]]) -> list[float]:
-        """log P(end of turn | prompt tail, answer tail) per (prompt, answer), one padded batch."""
+        """log P(end of turn | prompt tail, answer tail), the end right away or after one line
+        break, per (prompt, answer), from one padded batch."""
         import torch
 
         tok = self._tok
@@ -93,7 +105,7 @@ class TruncationLM(Operator):
         for prompt, answer in pairs:
             p_ids = tok(prompt, add_special_tokens=False)["input_ids"][-n_p:] if n_p else []
             a_ids = tok(answer, add_special_tokens=False)["input_ids"][-n_a:]
-            seqs.append(self._head + p_ids + self._tail + a_ids)
+            seqs.append(self._head + p_ids + self._tail + a_ids + [self._break])
         width = max(map(len, seqs))
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -104,9 +116,11 @@ class TruncationLM(Operator):
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # each answer's positions as if unpadded
         with torch.inference_mode():
             out = self._model(input_ids=ids, attention_mask=mask, position_ids=pos)
-            logits = out.logits[:, -1, :]
-        logp = torch.log_softmax(logits.float(), dim=-1)[:, self._end]
-        return [round(float(x), 4) for x in logp]
+            logp = torch.log_softmax(out.logits[:, -2:, :].float(), dim=-1)
+        at_end = logp[:, 0, self._end]  # the turn ends right after the answer
+        after_break = logp[:, 0, self._break] + logp[:, 1, self._end]  # or after one line break
+        score = torch.logaddexp(at_end, after_break)
+        return [round(float(x), 4) for x in score]
 
     def decide(self, record: Record, signals: dict[str, Any]) -> list[Reason]:
         lp = signals.get("end_logprob")
