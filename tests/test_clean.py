@@ -321,7 +321,8 @@ def test_endings_learns_again_without_the_cuts_it_found(tmp_path: Path) -> None:
     """Cuts the rules miss are among the answers `endings` learns from, and teach it that answers
     end there. A second round learns again without the answers the first scored as cut: on 2,000
     Toolformer answers, a fifth of them cut at a random word, it finds 202 cuts against 178, and
-    no finished answer is flagged in either."""
+    no finished answer is flagged in either; learning from every second answer only (the others
+    scored by the last round's models), 120 against 103."""
     import random
 
     from tamis.testing.defects import DEFECTS
@@ -339,20 +340,24 @@ def test_endings_learns_again_without_the_cuts_it_found(tmp_path: Path) -> None:
         rows.append(o)
     src = tmp_path / "toolformer.jsonl"
     write_objects(rows, str(src))
-    found, wrong = {}, {}
-    for rounds in (1, 2):
-        ops = [{"heuristics": {}}, {"endings": {"rounds": rounds}}]
-        tamis.clean(
-            str(src), str(tmp_path / str(rounds)), Recipe.from_dict({"name": "e", "ops": ops})
-        )
+    found, wrong, notes = {}, {}, {}
+    # "half": learns from every second answer; the others are scored by the last round's models
+    half = {"train_answers": 1000}
+    runs = (("1", {"rounds": 1}), ("2", {}), ("half 1", {**half, "rounds": 1}), ("half 2", half))
+    for name, params in runs:
+        recipe = Recipe.from_dict({"name": "e", "ops": [{"heuristics": {}}, {"endings": params}]})
+        res = tamis.clean(str(src), str(tmp_path / name), recipe)
+        notes[name] = res.summary["operators"][1]["notes"]
         flagged = {
             r["id"]
-            for r in _rows(tmp_path / str(rounds) / "rejected.jsonl")
+            for r in _rows(tmp_path / name / "rejected.jsonl")
             if any(x["op"] == "endings" for x in r["reasons"])
         }
-        found[rounds], wrong[rounds] = len(flagged & cut), len(flagged - cut)
-    assert found[2] >= found[1] + 15, found
-    assert wrong[2] <= wrong[1], wrong
+        found[name], wrong[name] = len(flagged & cut), len(flagged - cut)
+    assert found["2"] >= found["1"] + 15, found
+    assert wrong["2"] <= wrong["1"], wrong
+    assert notes["2"]["last_round_learnt_from"] < notes["2"]["learnt_from"]
+    assert found["half 2"] > found["half 1"] and wrong["half 2"] <= wrong["half 1"], (found, wrong)
 
 
 def test_endings_sees_a_question_number_unused(tmp_path: Path, gsm8k) -> None:

@@ -10,7 +10,9 @@ and indent) and of the answer's shape (its length, whether it holds a call such 
 `search('...')`, how many of the prompt's numbers it has not used yet: a worked maths answer uses
 them all, one cut between two steps often has not) says how much each answer's ending looks like
 an ending. Answers are scored by a model that did not learn from them (two folds), and those under
-`max_end_prob` are flagged `truncated`.
+`max_end_prob` are flagged `truncated`. Cuts the per-record checks missed are among the answers it
+learns from and teach it that answers end there, so it learns `rounds` (2) times, each round
+without the answers the one before scored under `relearn_below`.
 
 It assumes most answers are finished; with fewer than `min_answers` answers it says so and flags
 nothing. The cost while streaming is the features of every answer's end (30-50 us an answer on
@@ -186,9 +188,7 @@ class Endings(Operator):
         "min_answers": Param(300, "fewer answers than this: too few to learn from, none flagged"),
         "min_words": Param(3, "shorter answers are neither learnt from nor flagged"),
         "rounds": Param(2, "learn again without the answers the last round scored as cut"),
-        "relearn_below": Param(
-            0.02, "answers scoring under this are not learnt from in the next round", compute=True
-        ),
+        "relearn_below": Param(0.02, "answers scoring under this are not learnt from next round"),
     }
     reasons = {"truncated": "the answer stops where this data set's answers do not end"}
 
@@ -281,7 +281,11 @@ class Endings(Operator):
         # learns again without the answers the last one scored as cut (Toolformer 28 -> 31 of 35
         # cuts on the defects benchmark, no more untouched answers flagged)
         learnt_from = int(learn.sum())
-        for _round in range(int(self.p["rounds"])):
+        rounds = max(1, int(self.p["rounds"]))
+        prob = np.ones(n)
+        for r in range(rounds):
+            if r:
+                learn = learn & ~(prob[sample] < self.p["relearn_below"])
             fold = np.arange(len(sample)) % 2
             models = []
             for f in (0, 1):
@@ -292,7 +296,9 @@ class Endings(Operator):
                 y = np.concatenate([np.ones(use.sum()), np.zeros(len(neg))])
                 models.append(fit(x, y))
             score = np.empty(n)
-            if stride > 1:  # answers outside the sample: both models, averaged
+            # answers outside the sample: both models of the last round, averaged (earlier rounds
+            # only decide which sample answers the next one learns from)
+            if stride > 1 and r == rounds - 1:
                 step = 65536
                 for a in range(0, n, step):
                     chunk = np.asarray(end[a : a + step])
@@ -302,7 +308,8 @@ class Endings(Operator):
                 own = sample[fold == f]
                 score[own] = logits(models[f], np.asarray(end[own]))
             prob = 1.0 / (1.0 + np.exp(-score))
-            learn = learn & ~(prob[sample] < self.p["relearn_below"])
         flagged = np.flatnonzero(has & (prob < self.p["max_end_prob"]))
         ctx.notes = {"learnt_from": learnt_from, "flagged": len(flagged)}
+        if r:
+            ctx.notes["last_round_learnt_from"] = int(learn.sum())
         return Decisions(self.name, "truncated", flagged.astype(np.int64), score=prob[flagged])
