@@ -11,9 +11,15 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
 def machine() -> str:
+    """Where the numbers were taken: the GPU too when the run used torch on one."""
     import os
+    import sys
 
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    out = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    torch = sys.modules.get("torch")  # only a benchmark that loaded torch ran on its GPU
+    if torch is not None and torch.cuda.is_available():
+        out += f", {torch.cuda.get_device_name(0)}"
+    return out
 
 
 def write_section(name: str, body: str) -> None:

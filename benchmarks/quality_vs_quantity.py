@@ -17,7 +17,8 @@ eval` on the untouched banking77 test set (3,080 rows):
 - ceiling: the slice before corruption (what perfect cleaning could reach).
 
 Run: `python benchmarks/quality_vs_quantity.py [--seeds 0 1 2] [--per-class 39] [--epochs 2]
-[--label-issues drop|relabel]`.
+[--label-issues drop|relabel] [--section NAME]`. On a machine with a CUDA GPU, `tamis train`
+uses it (bf16), and the GPU is named in the section's header.
 Resumable: finished (arm, seed) runs are reused from the work folder. Each setting (rows per
 intent, epochs) has its own section in docs/benchmarks.md, so a larger slice can be recorded
 beside the default one.
@@ -48,6 +49,11 @@ def main() -> None:
     ap.add_argument("--test-limit", type=int, default=None)
     ap.add_argument("--work", default=None, help="default: out/bench-qvq-<per-class>x<epochs>")
     ap.add_argument("--no-doc", action="store_true")
+    ap.add_argument(
+        "--section",
+        default=None,
+        help="docs/benchmarks.md section name (default: quality_vs_quantity_<per-class>x<epochs>)",
+    )
     ap.add_argument(
         "--label-issues",
         choices=["drop", "relabel"],
@@ -165,13 +171,16 @@ def main() -> None:
         f"{k} {caught[k]}/{total[k]}"
         for k in ("flipped", "near_duplicate", "empty", "off_language", "boilerplate", "clean")
     )
+    whole = len(clean_rows) == len(rows)
+    size = "the whole train set" if whole else f"up to {a.per_class} per intent"
     body = (
         "`benchmarks/quality_vs_quantity.py`: banking77, "
-        f"{len(clean_rows):,} real rows (up to {a.per_class} per intent) made noisy with a "
+        f"{len(clean_rows):,} real rows ({size}) made noisy with a "
         "fixed seed (20% labels flipped, +10% near-duplicates, +5% junk: empty, off-language, "
         "boilerplate); "
         "full MiniLM fine-tune through `tamis train` (mean pooling, encoder lr 5e-5, head lr 1e-3, "
-        f"batch 32, {steps} steps for every arm = {a.epochs:g} epochs of raw), scored by "
+        f"batch 32, {steps} steps for every arm = {a.epochs:g} epoch{'' if a.epochs == 1 else 's'} "
+        "of raw), scored by "
         "`tamis eval` on the untouched banking77 test "
         f"set ({'all 3,080' if not a.test_limit else a.test_limit} rows); mean ± std over seeds "
         f"{a.seeds}. Training, all runs together: {minutes:.0f} min on this machine.\n\n"
@@ -189,7 +198,7 @@ def main() -> None:
     )
     print(body)
     if not a.no_doc:
-        write_section(f"quality_vs_quantity_{setting}", body)
+        write_section(a.section or f"quality_vs_quantity_{setting}", body)
 
 
 if __name__ == "__main__":
