@@ -409,3 +409,42 @@ def test_kill_minus_nine_then_resume_keeps_the_data_order(tmp_path: Path) -> Non
     steps = rest.monitor["steps"]
     assert steps[0]["step"] == max(done) + 1 and steps[-1]["step"] == 60
     assert [s["ids"] for s in steps] == [s["ids"] for s in whole.monitor["steps"][max(done) :]]
+
+
+def test_a_trained_mean_pooled_classifier_loads_without_a_load_report(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """transformers 5 prints a LOAD REPORT for the new head before training and for the pooler a
+    mean-pooled model never saves; both are by design, so neither is shown. A random head at
+    evaluation is not by design, and stays reported (as a warning)."""
+    import warnings
+
+    from tamis.evaluate.predict import load
+    from tamis.train import TrainConfig
+    from tamis.train.trainer import train
+
+    data = _b77(tmp_path)
+    cfg = TrainConfig(
+        task="classification",
+        train_file=[str(data)],
+        output=str(tmp_path / "run"),
+        max_steps=2,
+        batch_size=16,
+        max_length=32,
+        lora=False,
+        pooling="mean",
+        monitor=False,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg, echo=lambda s: None)
+        loaded = load(str(tmp_path / "run"))
+    assert loaded.labels  # the trained head came back
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    assert not [w for w in caught if "newly initialised" in str(w.message)]
+    with pytest.warns(
+        UserWarning,
+        match=r"newly initialised \(not in the checkpoint\): classifier\.bias, classifier\.weight",
+    ):
+        load("minilm", task="classification")  # the base encoder: its head is random
+    assert "LOAD REPORT" not in capfd.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,9 @@ def load(ref: str | None, task: str | None = None) -> LoadedModel:
         labels_map = run.get("labels") or {}
         labels = [lab for lab, _ in sorted(labels_map.items(), key=lambda kv: kv[1])]
         lora = bool(cfg.get("lora", True))
-        model = _from(task, base if lora else saved, labels, cfg.get("pooling", "cls"))
+        # with LoRA the head comes with the adapter: the base model's lack of one is no news
+        head = ["classifier.", "score."] if lora else []
+        model = _from(task, base if lora else saved, labels, cfg.get("pooling", "cls"), head)
         if lora:
             from peft import PeftModel
 
@@ -85,7 +88,9 @@ def load(ref: str | None, task: str | None = None) -> LoadedModel:
     return LoadedModel(task, model, tok, path, base, labels, max_length)
 
 
-def _from(task: str, path: str, labels: list[str], pooling: str = "cls") -> Any:
+def _from(
+    task: str, path: str, labels: list[str], pooling: str = "cls", expected: Sequence[str] = ()
+) -> Any:
     if task == "classification":
         from transformers import AutoModelForSequenceClassification
 
@@ -96,8 +101,21 @@ def _from(task: str, path: str, labels: list[str], pooling: str = "cls") -> Any:
                 "id2label": dict(enumerate(labels)),
                 "label2id": {lab: i for i, lab in enumerate(labels)},
             }
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kw)
-        if pooling == "mean" or getattr(model.config, "tamis_pooling", None) == "mean":
+        from tamis.models.loading import from_pretrained
+
+        def mean_pooled(model: Any) -> bool:
+            return pooling == "mean" or getattr(model.config, "tamis_pooling", None) == "mean"
+
+        # a mean-pooled model's pooler is replaced, so never saved: its absence is no news (a
+        # missing head is: a base model's head is random)
+        model = from_pretrained(
+            AutoModelForSequenceClassification,
+            path,
+            expected,
+            after=lambda m: ["pooler."] if mean_pooled(m) else [],
+            **kw,
+        )
+        if mean_pooled(model):
             from tamis.models.pooling import use_mean_pooling
 
             use_mean_pooling(model)

@@ -475,8 +475,14 @@ def _load_model(cfg: TrainConfig, path: str, label_ids: dict[str, int]) -> Any:
         kw: dict[str, Any] = {}
         if cfg.dropout is not None:
             kw["hidden_dropout_prob"] = cfg.dropout
-        model = AutoModelForSequenceClassification.from_pretrained(
+        from tamis.models.loading import from_pretrained
+
+        # the head is new (it is what training is for) and a mean-pooled model has no pooler
+        expected = ["classifier.", "score."] + ["pooler."] * (cfg.pooling == "mean")
+        model = from_pretrained(
+            AutoModelForSequenceClassification,
             path,
+            expected,
             num_labels=len(label_ids),
             id2label={i: lab for lab, i in label_ids.items()},
             label2id=label_ids,
