@@ -187,6 +187,25 @@ def test_label_issues_relabel_fixes_confident_flips_and_drops_the_rest(tmp_path:
     assert op["notes"]["relabelled"] == len(changes)
 
 
+def test_label_issues_learns_only_from_the_records_still_kept(tmp_path: Path, b77) -> None:
+    """A wrong label copied with its row: the copies exact dedup drops must not vouch for it."""
+    src, rows, flipped = _planted_flips(b77, tmp_path, 12, seed=3)
+    copies = [dict(rows[i]) for i in flipped for _ in range(3)]
+    data = [{"id": f"r{i}", **r} for i, r in enumerate(rows + copies)]
+    src = _write(tmp_path, "d.jsonl", data)
+    recipe = _recipe(tmp_path, [{"exact_dedup": {}}, {"label_issues": {"action": "drop"}}])
+    clean(str(src), str(tmp_path / "o"), recipe)
+    reasons = {}
+    for x in (tmp_path / "o/rejected.jsonl").read_text().splitlines():
+        row = json.loads(x)
+        reasons[row["id"]] = [r["op"] for r in row["reasons"]]
+    assert all(reasons[f"r{i}"] == ["exact_dedup"] for i in range(len(rows), len(data)))
+    caught = [i for i in flipped if reasons.get(f"r{i}") == ["label_issues"]]
+    assert len(caught) >= 10  # as many as without the copies (at least 10 of the 12)
+    issues = [json.loads(x) for x in (tmp_path / "o/label_issues.jsonl").read_text().splitlines()]
+    assert all(int(i["id"][1:]) < len(rows) for i in issues)  # dropped copies are not judged
+
+
 def test_planted_contamination_is_found_naming_the_test_record(
     tmp_path: Path, b77, b77_test
 ) -> None:

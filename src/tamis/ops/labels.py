@@ -188,7 +188,8 @@ class LabelIssuesOp(Operator):
         texts = [t for _, t, _ in keys]
         paths = [p for _, _, p in keys]
         keys = [lab for lab, _, _ in keys]
-        has = [i for i, lab in enumerate(keys) if lab is not None]
+        # only the records still kept: a copy dedup dropped would vouch for its twin's label
+        has = [i for i, lab in enumerate(keys) if lab is not None and ctx.alive[i]]
         if len(has) < 4:
             ctx.notes["skipped"] = "fewer than 4 labelled records"
             return {}
