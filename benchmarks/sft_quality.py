@@ -3,16 +3,20 @@
 A few hundred real gsm8k examples get defects injected with a fixed seed (wrong final answers,
 empty and truncated answers, merged instructions, duplicates: `tamis.testing.inject_defects`).
 Arms, each a LoRA fine-tune of the offline SmolLM2-135M-Instruct through `tamis train` with the
-same budget (1 epoch, batch 4, lr 2e-4), evaluated through `tamis eval` on untouched held-out gsm8k
-examples (held-out perplexity of the reference answers, exact match of the final number):
+same budget (the optimiser steps of 1 epoch of raw for every arm, batch 4, lr 2e-4; `--same-epochs`
+gives every arm 1 epoch of its own data instead, so the smaller arms get fewer steps), evaluated
+through `tamis eval` on untouched held-out gsm8k examples (held-out perplexity of the reference
+answers, exact match of the final number):
 
 - raw: the damaged data as it is;
 - curated: `tamis clean` with the default sft recipe (`--recipe maths` adds `arithmetic`);
 - random: a random subset of raw the size of curated;
 - base: the model before fine-tuning (no training; the same evaluation).
 
-Run: `python benchmarks/sft_quality.py [--n 400] [--seeds 0 1] [--test 50] [--recipe maths]`.
-Resumable.
+Run: `python benchmarks/sft_quality.py [--n 400] [--seeds 0 1] [--test 50] [--recipe maths]
+[--same-epochs] [--work DIR] [--section NAME]`. Resumable: a run whose folder exists under
+`WORK/experiment/runs` is not trained again (raw's runs are the same with either budget: 1 epoch
+of raw is raw's steps).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from _report import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GSM = ROOT.parent / "shared" / "data" / "instruct" / "gsm_8k_train.json"
+DEFAULT_WORK = "out/bench-<section>"
 KINDS = ["wrong_answer", "empty_answer", "truncated", "merged_instructions", "exact_duplicate"]
 
 
@@ -39,8 +44,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--test", type=int, default=50)
     ap.add_argument("--max-new-tokens", type=int, default=200)
-    ap.add_argument("--work", default=str(ROOT / "out" / "bench-sft"))
+    ap.add_argument(
+        "--work",
+        default=DEFAULT_WORK,
+        help="work folder (default: out/bench-<default section name>)",
+    )
     ap.add_argument("--recipe", default="sft", help="the curated arm's clean recipe")
+    ap.add_argument(
+        "--same-epochs",
+        action="store_true",
+        help="1 epoch of its own data for every arm (fewer steps for smaller arms)",
+    )
+    ap.add_argument("--section", help="docs/benchmarks.md section name")
     ap.add_argument("--no-doc", action="store_true")
     a = ap.parse_args()
 
@@ -49,13 +64,20 @@ def main() -> None:
     from tamis.experiment import ExperimentConfig, run_experiment
     from tamis.testing import inject_defects
 
-    work = Path(a.work if a.recipe == "sft" else f"{a.work}-{a.recipe}")
+    section = "sft_quality" + ("" if a.recipe == "sft" else f"_{a.recipe}")
+    section += "" if a.same_epochs else "_steps"
+    work = Path(a.work if a.work != DEFAULT_WORK else ROOT / "out" / f"bench-{section}")
     work.mkdir(parents=True, exist_ok=True)
     gsm = json.loads(GSM.read_text())
     damaged, truth = inject_defects(gsm[: a.n], rate=a.rate, seed=0, defects=KINDS)
     test = [{"id": f"test{i}", **o} for i, o in enumerate(gsm[-a.test :])]  # untouched, disjoint
     (work / "raw.jsonl").write_text("".join(json.dumps(o) + "\n" for o in damaged))
     (work / "test.jsonl").write_text("".join(json.dumps(o) + "\n" for o in test))
+    batch = 4
+    # 1 epoch of raw for every arm: `tamis train` leaves out examples with no answer to learn
+    trainable = sum(bool(str(o.get("output", "")).strip()) for o in damaged)
+    steps = -(-trainable // batch)
+    budget = {"epochs": 1} if a.same_epochs else {"max_steps": steps}
     cfg = ExperimentConfig.from_dict(
         {
             "task": "sft",
@@ -66,8 +88,8 @@ def main() -> None:
             "seeds": a.seeds,
             "metric": "exact_match",
             "training": {
-                "epochs": 1,
-                "batch_size": 4,
+                **budget,
+                "batch_size": batch,
                 "learning_rate": 2e-4,
                 "max_length": 384,
                 "lora_r": 16,
@@ -124,7 +146,12 @@ def main() -> None:
         f"`benchmarks/sft_quality.py`: the first {a.n} gsm8k examples, {a.rate:.0%} damaged with a "
         "fixed seed (round-robin: wrong final answer, empty answer, truncated answer, merged "
         "instructions, duplicate); LoRA (r 16) on SmolLM2-135M-Instruct through `tamis train`, "
-        "1 epoch, batch 4, lr 2e-4; `tamis eval` on the last "
+        + (
+            "1 epoch of its own data for every arm"
+            if a.same_epochs
+            else f"{steps} steps for every arm = 1 epoch of raw"
+        )
+        + ", batch 4, lr 2e-4; `tamis eval` on the last "
         f"{a.test} gsm8k examples (untouched, never trained on), greedy answers up to "
         f"{a.max_new_tokens} tokens; mean ± std over seeds {a.seeds}. Whole run: "
         f"{minutes:.0f} min on this machine.\n\n"
@@ -138,7 +165,7 @@ def main() -> None:
     )
     print(body)
     if not a.no_doc:
-        write_section("sft_quality" if a.recipe == "sft" else f"sft_quality_{a.recipe}", body)
+        write_section(a.section or section, body)
 
 
 if __name__ == "__main__":
