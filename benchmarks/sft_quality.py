@@ -33,7 +33,6 @@ from _report import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GSM = ROOT.parent / "shared" / "data" / "instruct" / "gsm_8k_train.json"
-DEFAULT_WORK = "out/bench-<section>"
 KINDS = ["wrong_answer", "empty_answer", "truncated", "merged_instructions", "exact_duplicate"]
 
 
@@ -46,8 +45,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=200)
     ap.add_argument(
         "--work",
-        default=DEFAULT_WORK,
-        help="work folder (default: out/bench-<default section name>)",
+        help="work folder (default: out/bench-<the default section name>)",
     )
     ap.add_argument("--recipe", default="sft", help="the curated arm's clean recipe")
     ap.add_argument(
@@ -66,7 +64,7 @@ def main() -> None:
 
     section = "sft_quality" + ("" if a.recipe == "sft" else f"_{a.recipe}")
     section += "" if a.same_epochs else "_steps"
-    work = Path(a.work if a.work != DEFAULT_WORK else ROOT / "out" / f"bench-{section}")
+    work = Path(a.work) if a.work else ROOT / "out" / f"bench-{section}"
     work.mkdir(parents=True, exist_ok=True)
     gsm = json.loads(GSM.read_text())
     damaged, truth = inject_defects(gsm[: a.n], rate=a.rate, seed=0, defects=KINDS)

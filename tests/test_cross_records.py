@@ -189,7 +189,7 @@ def test_label_issues_relabel_fixes_confident_flips_and_drops_the_rest(tmp_path:
 
 def test_label_issues_learns_only_from_the_records_still_kept(tmp_path: Path, b77) -> None:
     """A wrong label copied with its row: the copies exact dedup drops must not vouch for it."""
-    src, rows, flipped = _planted_flips(b77, tmp_path, 12, seed=3)
+    _, rows, flipped = _planted_flips(b77, tmp_path, 12, seed=3)
     copies = [dict(rows[i]) for i in flipped for _ in range(3)]
     data = [{"id": f"r{i}", **r} for i, r in enumerate(rows + copies)]
     src = _write(tmp_path, "d.jsonl", data)
