@@ -7,8 +7,10 @@ them (5%, and 20% to show what happens when many answers are cut) is cut at a ra
 30% and 80% of the answer with the defects benchmark's own injector (fixed seed). One `tamis
 clean` run per set and rate, with `endings` told to flag everything so that each answer's score
 is in rejected.jsonl; recall on the cuts and the share of untouched answers flagged are then read
-at several thresholds. The reference in the same run is DataTrove's C4 end-punctuation rule on the
-same answers (see truncation.py).
+at several fixed thresholds. A second run with `endings`' defaults gives what it flags by itself:
+under 0.02, or under the threshold it sets from the data set's own scores (3.5 robust deviations
+under their median, at most 0.1), whichever is higher. The reference in the same run is
+DataTrove's C4 end-punctuation rule on the same answers (see truncation.py).
 
     python benchmarks/endings.py
 """
@@ -75,12 +77,13 @@ def main() -> None:
     recipe = Recipe.from_dict(
         {"name": "endings", "ops": [{"heuristics": {}}, {"endings": {"max_end_prob": 1.0}}]}
     )
+    default = Recipe.from_dict({"name": "endings", "ops": [{"heuristics": {}}, {"endings": {}}]})
     lines = [
         "| data set | cut | answers | DataTrove C4 end punctuation: recall | untouched flagged "
         "| rules: recall | untouched flagged "
         + "".join(f"| + endings < {t:g}: recall | untouched flagged " for t in THRESHOLDS)
-        + "| seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(THRESHOLDS) + "---:|",
+        + "| + endings, default: threshold | recall | untouched flagged | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(THRESHOLDS) + "---:|" * 4,
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name, file in SETS.items():
@@ -110,18 +113,27 @@ def main() -> None:
                 ]
                 for t in THRESHOLDS:
                     flagged = rules | {i for i, p in prob.items() if p < t}
-                    mark = "**" if t == DEFAULT else ""
                     cells += [
-                        f"{mark}{len(flagged & cut) / len(cut):.3f}{mark}",
-                        f"{mark}{len(flagged - cut) / len(fin):.2%}{mark}",
+                        f"{len(flagged & cut) / len(cut):.3f}",
+                        f"{len(flagged - cut) / len(fin):.2%}",
                     ]
+                res = clean(src, f"{out}-default", default, workers=2, use_cache=False)
+                (entry,) = [e for e in res.summary["operators"] if e["op"] == "endings"]
+                flagged = rules | set(scores(f"{out}-default")[1])
+                cells += [
+                    f"{entry['notes']['threshold']:.3f}",
+                    f"**{len(flagged & cut) / len(cut):.3f}**",
+                    f"**{len(flagged - cut) / len(fin):.2%}**",
+                ]
                 cells.append(f"{seconds:.1f}")
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
                 print(lines[-1], flush=True)
     lines += [
         "",
-        f"Bold: the default `max_end_prob` ({DEFAULT:g}). Seconds: the whole `tamis clean` run "
-        "(heuristics + endings, 2 workers). `endings` ends the `sft` and `maths` recipes.",
+        f"Bold: what `endings` flags with its defaults: under `max_end_prob` ({DEFAULT:g}) or, "
+        "where higher, under the threshold it reads from the data set's own scores (the column "
+        "before). Seconds: the first `tamis clean` run (heuristics + endings, 2 workers). "
+        "`endings` ends the `sft` and `maths` recipes.",
     ]
     table = "\n".join(lines)
     print(table)

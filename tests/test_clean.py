@@ -317,12 +317,43 @@ def test_endings_sees_a_tool_call_missing(tmp_path: Path) -> None:
     assert len(flagged - cut) <= 0.005 * (len(rows) - len(cut))
 
 
+def test_endings_sets_its_threshold_from_the_data_set(tmp_path: Path, gsm8k) -> None:
+    """Finished Toolformer answers all end with a tool call and score far above its cuts, so a
+    fixed 0.02 leaves cuts that score 0.02 to 0.1. `endings` also flags what lies 3.5 robust
+    deviations under the data set's median score (at most 0.1): on Toolformer that raises its
+    threshold to 0.1 and finds 81 of its 82 rule-blind cuts against 70, for 3 of 1,918 finished
+    answers against 0; on gsm8k, whose scores overlap, 3.5 deviations lie under 0.02 and the
+    threshold stays 0.02."""
+    path = DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json"
+    sets = {"toolformer": json.loads(path.read_text())[:2000], "gsm8k": gsm8k[:2000]}
+    for name, objs in sets.items():
+        rows, cut = _rule_blind_cuts(objs)
+        src = tmp_path / f"{name}.jsonl"
+        write_objects(rows, str(src))
+        found, wrong, notes = {}, {}, {}
+        for run, params in (("fixed", {"min_end_z": 0}), ("default", {})):
+            recipe = Recipe.from_dict({"name": "e", "ops": [{"endings": params}]})
+            res = tamis.clean(str(src), str(tmp_path / f"{name}-{run}"), recipe, workers=2)
+            notes[run] = res.summary["operators"][0]["notes"]
+            flagged = {r["id"] for r in _rows(tmp_path / f"{name}-{run}" / "rejected.jsonl")}
+            found[run], wrong[run] = len(flagged & cut), len(flagged - cut)
+        assert notes["fixed"]["threshold"] == 0.02
+        if name == "toolformer":
+            assert notes["default"]["threshold"] == 0.1
+            assert found["default"] >= found["fixed"] + 8, found
+            assert wrong["default"] <= 0.002 * (len(rows) - len(cut)), (found, wrong)
+        else:
+            assert notes["default"]["threshold"] == 0.02
+            assert (found["default"], wrong["default"]) == (found["fixed"], wrong["fixed"])
+
+
 def test_endings_learns_again_without_the_cuts_it_found(tmp_path: Path) -> None:
     """Cuts the rules miss are among the answers `endings` learns from, and teach it that answers
     end there. A second round learns again without the answers the first scored as cut: on 2,000
-    Toolformer answers, a fifth of them cut at a random word, it finds 202 cuts against 178, and
-    no finished answer is flagged in either; learning from every second answer only (the others
-    scored by the last round's models), 120 against 103."""
+    Toolformer answers, a fifth of them cut at a random word, it finds 357 cuts against 336, with
+    2 finished answers flagged in either (202 against 178 and none with the fixed 0.02 threshold
+    it had before it read one from the data set); learning from every second answer only (the
+    others scored by the last round's models), 334 against 326."""
     import random
 
     from tamis.testing.defects import DEFECTS
