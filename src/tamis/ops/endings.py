@@ -205,7 +205,7 @@ class Endings(Operator):
         "max_end_prob": Param(0.02, "flag answers whose ending scores under this (0-1)"),
         "negatives": Param(5, "inner cut points learnt from per answer", compute=True),
         "train_answers": Param(5000, "answers learnt from at most (evenly spaced)"),
-        "min_answers": Param(300, "fewer answers than this: too few to learn from, none flagged"),
+        "min_answers": Param(100, "fewer answers than this: too few to learn from, none flagged"),
         "min_words": Param(3, "shorter answers are neither learnt from nor flagged"),
         "min_end_z": Param(
             3.5, "also flag answers this many robust deviations under the median (0: off)"
