@@ -60,6 +60,12 @@ def main() -> None:
         default="drop",
         help="what the curated arm does with wrong labels (relabel: confident ones fixed)",
     )
+    ap.add_argument(
+        "--label-rank",
+        choices=["embeddings", "training"],
+        default="embeddings",
+        help="how label_issues chooses its flags (training: a MiniLM fine-tune's AUM)",
+    )
     a = ap.parse_args()
 
     from tamis.experiment import ExperimentConfig, run_experiment
@@ -67,6 +73,7 @@ def main() -> None:
     from tamis.testing.defects import corrupt_classification
 
     setting = f"{a.per_class}x{a.epochs:g}" + ("_relabel" if a.label_issues == "relabel" else "")
+    setting += "_training" if a.label_rank == "training" else ""
     work = Path(a.work or ROOT / "out" / f"bench-qvq-{setting}")
     work.mkdir(parents=True, exist_ok=True)
     with open(DATA / "train.csv", encoding="utf-8") as fh:
@@ -87,6 +94,7 @@ def main() -> None:
             "test": [str(DATA / "test.csv")],
             "recipe": "classification",
             "label_issues": a.label_issues,
+            "label_rank": a.label_rank,
             "arms": ["raw", "curated", "random"],
             "extra_arms": [{"name": "ceiling", "data": str(work / "clean.jsonl")}],
             "seeds": a.seeds,
@@ -185,7 +193,8 @@ def main() -> None:
         f"set ({'all 3,080' if not a.test_limit else a.test_limit} rows); mean ± std over seeds "
         f"{a.seeds}. Training, all runs together: {minutes:.0f} min on this machine.\n\n"
         + "\n".join(lines)
-        + f"\n\nWhat `tamis clean` (classification recipe + `label_issues: {a.label_issues}`) "
+        + "\n\nWhat `tamis clean` (classification recipe + `label_issues: "
+        + f"{{action: {a.label_issues}, rank: {a.label_rank}}}`) "
         f"removed, by injected kind: {removed}.{relabelled}\n\n"
         + "\n".join(f"- {name}: {'yes' if ok else '**no**'}" for name, ok in checks)
         + f"\n- accuracy gain of curated over raw: {100 * (acc['curated'] - acc['raw']):+.2f} "

@@ -85,3 +85,5 @@ def test_config_errors_name_the_problem(tmp_path: Path) -> None:
         ExperimentConfig.from_dict({"train": "a", "test": "b", "growth": [1.5]})
     with pytest.raises(TamisError, match="unknown experiment keys"):
         ExperimentConfig.from_dict({"train": "a", "test": "b", "epochs": 3})
+    with pytest.raises(TamisError, match="label_rank is embeddings or training"):
+        ExperimentConfig.from_dict({"train": "a", "test": "b", "label_rank": "fine-tune"})

@@ -19,13 +19,22 @@ def label_issues(
     format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     folds: int = typer.Option(5, help="cross-validation folds"),
     seed: int = typer.Option(0, help="fold assignment seed"),
+    rank: str = typer.Option(
+        "embeddings",
+        help="embeddings (fast), or training: as many flags, chosen by what a MiniLM fine-tune "
+        "cannot learn (area under the margin; better, a fine-tune's cost)",
+    ),
+    epochs: float | None = typer.Option(
+        None, help="--rank training: epochs of the fine-tune (default: 3, or at least 150 steps)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="print nothing but errors"),
 ) -> None:
     """Find wrong labels (cross-validated probabilities + confident learning)."""
     from tamis.ops.labels import label_issues_report
 
-    with console.status("embedding and cross-validating", spinner="dots") if not quiet else _null():
+    doing = "embedding and cross-validating" + (", then fine-tuning" if rank == "training" else "")
+    with console.status(doing, spinner="dots") if not quiet else _null():
         report = label_issues_report(
             inputs,
             output,
@@ -34,6 +43,8 @@ def label_issues(
             format=format,
             folds=folds,
             seed=seed,
+            rank=rank,
+            epochs=epochs,
         )
     if as_json:
         out.print_json(json.dumps(report, default=str))

@@ -23,6 +23,7 @@ class ExperimentConfig:
     test: ../shared/data/banking77/test.csv     # held out, never cleaned or trained on
     recipe: classification                      # the clean recipe of the curated arm
     label_issues: drop                          # flag, drop or relabel wrong labels in curated
+    label_rank: embeddings                      # or training: flags chosen by a fine-tune's AUM
     arms: [raw, curated, random]
     growth: [0.1, 0.25, 0.5, 1.0]               # fractions of curated ("start small")
     extra_arms:
@@ -42,6 +43,7 @@ class ExperimentConfig:
     text_field: str | None = None
     recipe: str | None = None
     label_issues: str | None = "drop"  # drop, relabel, flag or none (classification only)
+    label_rank: str = "embeddings"  # label_issues' rank: embeddings or training
     arms: list[str] = field(default_factory=lambda: list(STANDARD_ARMS))
     growth: list[float] = field(default_factory=list)
     extra_arms: list[dict[str, Any]] = field(default_factory=list)
@@ -116,6 +118,8 @@ class ExperimentConfig:
                 raise TamisError(f"an extra arm needs a name and data or recipe: {arm}")
         if self.label_issues not in (None, "none", "flag", "drop", "relabel"):
             raise TamisError("label_issues is drop, relabel, flag or none")
+        if self.label_rank not in ("embeddings", "training"):
+            raise TamisError("label_rank is embeddings or training")
         if not self.seeds:
             raise TamisError("give at least one seed")
 

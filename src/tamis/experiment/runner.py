@@ -81,7 +81,8 @@ def prepare_arms(cfg: ExperimentConfig, out: str, echo: Any = print) -> list[Arm
                 recipe = recipe_for_format(fmt) if fmt else "text"
             rec = Recipe.load(recipe)
             if cfg.task == "classification" and cfg.label_issues not in (None, "none"):
-                rec = rec.with_step("label_issues", {"action": cfg.label_issues})
+                step = {"action": cfg.label_issues, "rank": cfg.label_rank}
+                rec = rec.with_step("label_issues", step)
             clean([raw_file], folder, rec, fields=_fields(cfg), workers=cfg.workers)
         return kept
 
