@@ -34,7 +34,13 @@ def label_issues(
     from tamis.ops.labels import label_issues_report
 
     doing = "embedding and cross-validating" + (", then fine-tuning" if rank == "training" else "")
-    with console.status(doing, spinner="dots") if not quiet else _null():
+    status = console.status(doing, spinner="dots") if not quiet else _null()
+
+    def progress(step: int, steps: int) -> None:  # the fine-tune of --rank training
+        if not quiet:
+            status.update(f"fine-tuning MiniLM to rank the flags: step {step}/{steps}")
+
+    with status:
         report = label_issues_report(
             inputs,
             output,
@@ -45,6 +51,7 @@ def label_issues(
             seed=seed,
             rank=rank,
             epochs=epochs,
+            progress=progress,
         )
     if as_json:
         out.print_json(json.dumps(report, default=str))

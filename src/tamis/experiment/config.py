@@ -118,7 +118,9 @@ class ExperimentConfig:
                 raise TamisError(f"an extra arm needs a name and data or recipe: {arm}")
         if self.label_issues not in (None, "none", "flag", "drop", "relabel"):
             raise TamisError("label_issues is drop, relabel, flag or none")
-        if self.label_rank not in ("embeddings", "training"):
+        from tamis.ops.labels import RANKS
+
+        if self.label_rank not in RANKS:
             raise TamisError("label_rank is embeddings or training")
         if not self.seeds:
             raise TamisError("give at least one seed")

@@ -9,7 +9,7 @@ F1 0.87 and 0.90, against 0.71 and 0.78 for TF-IDF features with cleanlab's defa
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,8 +139,15 @@ def find_label_issues(
     return LabelIssues(classes, y, flagged, score, suggested, probs, per_class)
 
 
+RANKS = ("embeddings", "training")  # how label_issues chooses its flags
+
+
 def rank_by_training(
-    res: LabelIssues, texts: Sequence[str], epochs: float | None = None, seed: int = 0
+    res: LabelIssues,
+    texts: Sequence[str],
+    epochs: float | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LabelIssues:
     """The same number of flags as `res`, chosen by what a fine-tune cannot learn: the records
     with the lowest area under the margin (`tamis.models.dynamics`) of a MiniLM classifier
@@ -153,7 +160,12 @@ def rank_by_training(
 
     usable = np.flatnonzero(res.given >= 0)
     dyn = train_dynamics(
-        [texts[i] for i in usable], res.given[usable], len(res.classes), epochs=epochs, seed=seed
+        [texts[i] for i in usable],
+        res.given[usable],
+        len(res.classes),
+        epochs=epochs,
+        seed=seed,
+        progress=progress,
     )
     k = int(res.flagged.sum())
     flagged = np.zeros(len(res.given), bool)
@@ -217,7 +229,7 @@ class LabelIssuesOp(Operator):
             raise RecipeError(
                 f"label_issues: action is flag, drop or relabel, not {self.p['action']!r}"
             )
-        if self.p["rank"] not in ("embeddings", "training"):
+        if self.p["rank"] not in RANKS:
             raise RecipeError(
                 f"label_issues: rank is embeddings or training, not {self.p['rank']!r}"
             )
@@ -296,6 +308,7 @@ def label_issues_report(
     seed: int = 0,
     rank: str = "embeddings",
     epochs: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """`tamis label-issues`: read, find label issues, write `label_issues.jsonl` (ranked, most
     likely wrong first) and `label_report.json` (per-class counts, flags and noise estimates)."""
@@ -319,11 +332,11 @@ def label_issues_report(
             "name the field with --label-field"
         )
     texts = [record_text(r) for r in records]
-    if rank not in ("embeddings", "training"):
+    if rank not in RANKS:
         raise TamisError(f"rank is embeddings or training, not {rank!r}")
     res = find_label_issues(texts, [r.label for r in records], folds=folds, seed=seed)
     if rank == "training":
-        res = rank_by_training(res, texts, epochs, seed)
+        res = rank_by_training(res, texts, epochs, seed, progress)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "label_issues.jsonl"), "w", encoding="utf-8") as fh:
         for j in res.ranked():
