@@ -14,11 +14,14 @@ eval` on the untouched banking77 test set (3,080 rows):
   (`--label-issues relabel`: confident suggestions relabelled, the other flags dropped; recorded
   in its own section);
 - random: a random subset of raw the size of curated;
-- ceiling: the slice before corruption (what perfect cleaning could reach).
+- ceiling: the slice before corruption (what perfect cleaning could reach);
+- perfect drop (`--with-perfect-drop`): the noisy data without exactly the rows the corruption
+  flipped or added (what a cleaning that can only drop rows could reach at best: a flipped row's
+  true label is lost with it).
 
 Run: `python benchmarks/quality_vs_quantity.py [--seeds 0 1 2] [--per-class 39] [--epochs 2]
-[--label-issues drop|relabel] [--section NAME]`. On a machine with a CUDA GPU, `tamis train`
-uses it (bf16), and the GPU is named in the section's header.
+[--label-issues drop|relabel] [--with-perfect-drop] [--section NAME]`. On a machine with a CUDA
+GPU, `tamis train` uses it (bf16), and the GPU is named in the section's header.
 Resumable: finished (arm, seed) runs are reused from the work folder. Each setting (rows per
 intent, epochs) has its own section in docs/benchmarks.md, so a larger slice can be recorded
 beside the default one.
@@ -66,6 +69,11 @@ def main() -> None:
         default="embeddings",
         help="how label_issues chooses its flags (training: a MiniLM fine-tune's AUM)",
     )
+    ap.add_argument(
+        "--with-perfect-drop",
+        action="store_true",
+        help="also train on the noisy rows minus exactly the injected ones (drop-only's best)",
+    )
     a = ap.parse_args()
 
     from tamis.experiment import ExperimentConfig, run_experiment
@@ -86,6 +94,11 @@ def main() -> None:
     noisy, truth = corrupt_classification(clean_rows, seed=0)
     (work / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in clean_rows))
     (work / "noisy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in noisy))
+    extra = [{"name": "ceiling", "data": str(work / "clean.jsonl")}]
+    if a.with_perfect_drop:
+        untouched = [r for r, t in zip(noisy, truth, strict=True) if t is None]
+        (work / "perfect_drop.jsonl").write_text("".join(json.dumps(r) + "\n" for r in untouched))
+        extra.append({"name": "perfect_drop", "data": str(work / "perfect_drop.jsonl")})
     steps = int(a.epochs * -(-len(noisy) // 32))  # the raw arm's epochs, for every arm
     cfg = ExperimentConfig.from_dict(
         {
@@ -96,7 +109,7 @@ def main() -> None:
             "label_issues": a.label_issues,
             "label_rank": a.label_rank,
             "arms": ["raw", "curated", "random"],
-            "extra_arms": [{"name": "ceiling", "data": str(work / "clean.jsonl")}],
+            "extra_arms": extra,
             "seeds": a.seeds,
             "metric": "accuracy",
             "training": {
@@ -131,12 +144,14 @@ def main() -> None:
         "| arm | training rows | accuracy | macro F1 | seconds to train (mean) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in ("raw", "curated", "random", "ceiling"):
+    for name in ("raw", "curated", "random", "ceiling", "perfect_drop"):
+        if name not in arms:
+            continue
         x = arms[name]
         secs = sum(r["train_seconds"] for r in x["runs"]) / len(x["runs"])
         lines.append(
-            f"| {name} | {x['n_train']:,} | {cell(name, 'accuracy')} | {cell(name, 'macro_f1')} "
-            f"| {secs:.0f} |"
+            f"| {name.replace('_', ' ')} | {x['n_train']:,} | {cell(name, 'accuracy')} "
+            f"| {cell(name, 'macro_f1')} | {secs:.0f} |"
         )
     acc = {k: arms[k]["summary"]["accuracy"]["mean"] for k in arms}
     # training time summed over runs, so a resumed run reports what the runs took, not the resume
@@ -204,6 +219,13 @@ def main() -> None:
         + " points; over random of the same size: "
         + ", ".join(f"{g:+.1f}" for g in paired("curated", "random"))
         + " points."
+        + (
+            f"\n- perfect drop (the noisy rows minus exactly the injected ones) against raw: "
+            f"{100 * (acc['perfect_drop'] - acc['raw']):+.2f} points; curated against it: "
+            f"{100 * (acc['curated'] - acc['perfect_drop']):+.2f} points."
+            if "perfect_drop" in arms
+            else ""
+        )
     )
     print(body)
     if not a.no_doc:

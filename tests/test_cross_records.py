@@ -132,7 +132,8 @@ def test_label_issues_ranked_by_a_fine_tune(tmp_path: Path, b77) -> None:
     """`--rank training` keeps confident learning's count of wrong labels and chooses them by the
     lowest area under the margin of a MiniLM fine-tune. 16 intents, 20 real rows each, a fifth
     of the labels flipped (seeded); 3 epochs (30 steps) to keep the test short: most of its flags
-    are flips, its suggested label is mostly the true one, and a second run gives the same
+    are flips, its suggested label (the out-of-sample model's) is the true one for nine in ten of
+    them, and a second run gives the same
     flags (a resumed `tamis clean` decides again). Where it beats the embeddings
     ranking (77 intents, enough steps) is measured in docs/label-issues.md and benchmarks.md."""
     intents = sorted({r["category"] for r in b77})[::5]
@@ -155,7 +156,10 @@ def test_label_issues_ranked_by_a_fine_tune(tmp_path: Path, b77) -> None:
     assert found["again"] == found["training"]
     assert len(found["training"]) == len(found["embeddings"])
     assert len(fine) >= 0.8 * len(found["training"])
-    assert sum(f["suggested_label"] == true[int(f["id"][1:])] for f in fine) >= 0.7 * len(fine)
+    # the suggestion is the out-of-sample model's: 54 of 56 right here (the fine-tune's own: 43)
+    right = sum(f["suggested_label"] == true[int(f["id"][1:])] for f in fine)
+    assert right >= 0.9 * len(fine)
+    assert all(f["suggested_label"] != f["given_label"] for f in found["training"])
     scores = [f["score"] for f in found["training"]]
     assert scores == sorted(scores) and all(0.0 <= x <= 1.0 for x in scores)
     report = json.loads((tmp_path / "training" / "label_report.json").read_text())

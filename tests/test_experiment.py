@@ -64,6 +64,10 @@ def test_two_arms_end_to_end_and_resume(tmp_path: Path) -> None:
     for a in arms.values():
         acc = a["summary"]["accuracy"]
         assert 0 <= acc["mean"] <= 1 and a["runs"][0]["metrics"]["n"] == 60
+    # each run keeps its model, not the checkpoints a finished run no longer needs
+    runs = sorted((out / "runs").glob("*/seed-0"))
+    assert len(runs) == 3
+    assert all((r / "model").is_dir() and not (r / "checkpoints").exists() for r in runs)
     html = (out / "report.html").read_text()
     assert html.count("data:image/png") >= 3  # bars, size curve, learning curves
     assert "accuracy" in res.output  # the terminal table

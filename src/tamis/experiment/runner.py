@@ -165,6 +165,7 @@ def run_experiment(
                 text_field=cfg.text_field,
                 seed=int(seed),
                 report_to=["none"],
+                keep_checkpoints=False,  # runs are resumed whole: their checkpoints are dead weight
             )
             for k, v in cfg.train_args.items():
                 if not hasattr(tcfg, k) or k in ("train_file", "output", "seed", "task"):

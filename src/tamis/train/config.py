@@ -46,6 +46,9 @@ class TrainConfig:
     head_learning_rate: float | None = None  # classification head's own learning rate
     eval_steps: int = 50
     save_steps: int = 50
+    # False: no checkpoints kept once the run ends (resume needs them; a finished run has its
+    # model); `tamis experiment` turns them off, a full fine-tune's three are ~800 MB a run
+    keep_checkpoints: bool = True
     # phases: [{name, train_file?, epochs?|max_steps?, learning_rate?, order_by?}], run in order
     phases: list[dict[str, Any]] = field(default_factory=list)
     # monitoring

@@ -12,11 +12,13 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from tamis.errors import TamisError
+from tamis.models.loading import quiet_transformers
 from tamis.records.formats import FieldMap
 from tamis.records.io import Reader
 from tamis.records.model import Record
@@ -349,8 +351,11 @@ def _fit(
         metrics.update(trainer.evaluate())
     _finish_trackers(cfg)
     final_dir = os.path.join(cfg.output, "adapter" if cfg.lora else "model")
-    trainer.save_model(final_dir)
+    with quiet_transformers():  # no "Writing model shards" bar in the middle of a report
+        trainer.save_model(final_dir)
     tok.save_pretrained(final_dir)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(os.path.join(cfg.output, "checkpoints"), ignore_errors=True)
     core.write_summary()
     run = {
         "config": cfg.to_dict(),
