@@ -63,9 +63,11 @@ def train_dynamics(
     with quiet_transformers():
         tok = AutoTokenizer.from_pretrained(path)
         enc = AutoModel.from_pretrained(path)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # as `tamis train` picks it
     head = torch.nn.Linear(enc.config.hidden_size, n_classes)
-    enc.train()
-    y = torch.tensor(list(labels), dtype=torch.long)
+    enc.to(device).train()
+    head.to(device)
+    y = torch.tensor(list(labels), dtype=torch.long, device=device)
     opt = torch.optim.AdamW(
         [
             {"params": enc.parameters(), "lr": learning_rate},
@@ -89,7 +91,7 @@ def train_dynamics(
             truncation=True,
             max_length=max_length,
             return_tensors="pt",
-        )
+        ).to(device)
         hidden = enc(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         logits = head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
@@ -100,11 +102,11 @@ def train_dynamics(
         sched.step()
         with torch.no_grad():
             lg = logits.detach().float()
-            rows = torch.arange(len(idx))
+            rows = torch.arange(len(idx), device=device)
             own = lg[rows, y[idx]].clone()
             lg[rows, y[idx]] = float("-inf")
-            margin_sum[idx] += (own - lg.max(1).values).numpy()
-            prob_sum[idx] += torch.softmax(logits.detach().float(), 1).numpy()
+            margin_sum[idx] += (own - lg.max(1).values).cpu().numpy()
+            prob_sum[idx] += torch.softmax(logits.detach().float(), 1).cpu().numpy()
             seen[idx] += 1
         if progress is not None:
             progress(step + 1, steps)
