@@ -36,6 +36,57 @@ GSM = ROOT.parent / "shared" / "data" / "instruct" / "gsm_8k_train.json"
 KINDS = ["wrong_answer", "empty_answer", "truncated", "merged_instructions", "exact_duplicate"]
 
 
+SENTENCE_END = (".", "!", "?", ":")
+
+
+def probes(test: list[dict], seed: int = 0, cuts: int = 3) -> list[tuple[str, str, str]]:
+    """What a model learns from cut and merged answers, asked without sampling: (prompt, answer
+    so far, what comes next) triples. `stop`: the reference cut at a word between 30% and 80%
+    (as the injector cuts, never after a sentence's end), next = the end of the turn; `merge`:
+    the whole reference, next = a second numbered instruction, as merged answers carry."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for o in test:
+        words = o["output"].split(" ")
+        for _ in range(cuts):
+            k = rng.randrange(int(len(words) * 0.3) + 1, int(len(words) * 0.8) + 1)
+            head = " ".join(words[:k])
+            if not head.rstrip().endswith(SENTENCE_END):
+                out.append((o["instruction"], head, "<stop>"))
+        out.append((o["instruction"], o["output"], "\n\n2. Instruction:"))
+    return out
+
+
+def probe_probabilities(lm, triples: list[tuple[str, str, str]]) -> dict[str, float]:  # noqa: ANN001
+    """Mean probability the model gives each probe's next part: ending the turn mid-sentence,
+    and going on with a second instruction after a finished answer."""
+    import torch
+
+    tok = lm.tok
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    got: dict[str, list[float]] = {"stop": [], "merge": []}
+    with torch.inference_mode():
+        for prompt, answer, nxt in triples:
+            head = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = tok(head + answer, add_special_tokens=False)["input_ids"]
+            if nxt == "<stop>":
+                logits = lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+                got["stop"].append(torch.softmax(logits, -1)[eos].item())
+                continue
+            full = tok(head + answer + nxt, add_special_tokens=False)["input_ids"]
+            if full[: len(ids)] != ids:  # the next part merged into the answer's last token
+                continue
+            logits = lm.model(input_ids=torch.tensor([full])).logits[0].float()
+            lp = torch.log_softmax(logits[len(ids) - 1 : -1], -1)
+            target = torch.tensor(full[len(ids) :])
+            got["merge"].append(lp.gather(-1, target[:, None]).sum().exp().item())
+    return {k: float(sum(v) / len(v)) if v else float("nan") for k, v in got.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=400)
@@ -110,6 +161,20 @@ def main() -> None:
             json.dumps({k: v for k, v in sc.metrics.items() if isinstance(v, int | float)})
         )
     base = json.loads(base_file.read_text())
+    # what each model learnt from cut and merged answers: probabilities, no sampling
+    probe_file = work / "probes.json"
+    found = json.loads(probe_file.read_text()) if probe_file.exists() else {}
+    triples = probes(gsm[-a.test :])
+    todo = [("base", None)] + [
+        (f"{arm}/seed-{sd}", str(work / "experiment" / "runs" / arm / f"seed-{sd}"))
+        for arm in ("raw", "curated", "random")
+        for sd in a.seeds
+    ]
+    for key, run in todo:
+        if key not in found:
+            print(f"probing {key}")
+            found[key] = probe_probabilities(load(run, "sft"), triples)
+            probe_file.write_text(json.dumps(found, indent=2))
     minutes = (time.perf_counter() - t0) / 60
     kept = {
         json.loads(x)["id"]
@@ -124,6 +189,26 @@ def main() -> None:
     def cell(arm: str, m: str) -> str:
         s = arms[arm]["summary"][m]
         return f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+    def probe(arm: str, k: str, scale: float = 100.0) -> str:
+        import numpy as np
+
+        v = np.array([found[f"{arm}/seed-{sd}"][k] for sd in a.seeds]) * scale
+        return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
+
+    stops = sum(t[2] == "<stop>" for t in triples)
+    plines = [
+        "| arm | P(end the turn mid-sentence), % | P(go on with `2. Instruction:`), % | "
+        "greedy answers with a defect the reference lacks |",
+        "|---|---:|---:|---:|",
+        f"| base (no fine-tune) | {found['base']['stop'] * 100:.2f} | "
+        f"{found['base']['merge'] * 100:.2f} | {base.get('defect_rate', float('nan')):.3f} |",
+    ]
+    for name in ("raw", "curated", "random"):
+        plines.append(
+            f"| {name} | {probe(name, 'stop')} | {probe(name, 'merge')} | "
+            f"{cell(name, 'defect_rate')} |"
+        )
 
     lines = [
         "| arm | training examples | held-out perplexity | exact match (final number) | "
@@ -160,6 +245,14 @@ def main() -> None:
             if a.recipe == "sft"
             else ""
         )
+        + "\n\nWhat each model learnt from the cut and merged answers, read from its "
+        f"probabilities (no sampling): on the {a.test} held-out questions, the reference answer "
+        f"cut at {stops} points between 30% and 80% of its words (never after a sentence's "
+        "end), and the probability that the model ends its turn there; the whole reference, "
+        "and the probability that it goes on with `\\n\\n2. Instruction:` (what a merged "
+        "answer does) rather than ending. Last column: the share of greedy answers in which "
+        "`tamis eval`'s defect check (`structure`, `heuristics`) finds a defect the reference "
+        "answer does not have.\n\n" + "\n".join(plines)
     )
     print(body)
     if not a.no_doc:

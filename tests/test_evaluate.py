@@ -187,6 +187,44 @@ def test_http_judge_falls_back_to_the_plain_score_without_logprobs(server: str) 
     assert j.score is None or j.score in (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
+def test_generation_defects_are_the_answers_own(gsm8k: list[dict], tmp_path: Path) -> None:
+    """The clean checks find what a model's answer adds (an empty answer, a merged instruction,
+    a refusal, a cut), not what the prompt or the reference already had; a cut made by the token
+    limit is the evaluator's, not the model's."""
+    from tamis.evaluate.defects import generation_defects, summarise
+    from tamis.records.io import Reader
+
+    objs = [dict(o) for o in gsm8k[:3]]
+    # a prompt the checks flag whatever the answer: the reference has it, so it is not counted
+    objs[2]["instruction"] = "See the attached image. " + objs[2]["instruction"]
+    f = tmp_path / "gsm.jsonl"
+    f.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    recs = list(Reader([str(f)]))
+    ref = objs[0]["output"]  # "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = ..."
+    other = gsm8k[5]
+    answers = {
+        "reference": ref,
+        "empty": "",
+        "merged": f"{ref}\n\n2. Instruction: {other['instruction']}\n2. Output: {other['output']}",
+        "refusal": "I'm sorry, but I cannot help with that request.",
+        "cut": "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips in April and",
+    }
+    found = {k: generation_defects([recs[0]], [a], [False])[0] for k, a in answers.items()}
+    assert found["reference"] == []
+    assert any("empty" in x for x in found["empty"]), found
+    assert "heuristics/merged_instructions" in found["merged"]
+    assert "heuristics/refusal" in found["refusal"]
+    assert found["cut"] == ["heuristics/truncated"]
+    # the same cut when generation ran to the token limit: not the model's
+    assert generation_defects([recs[0]], [answers["cut"]], [True]) == [[]]
+    # the prompt's own finding (a picture the model cannot see) is not put on the answer
+    with_ref = generation_defects([recs[2]], [objs[2]["output"]])[0]
+    assert with_ref == [] and generation_defects([recs[2]], [""])[0] != []
+    s = summarise([found["reference"], found["merged"], found["cut"]], [False, False, True])
+    assert s["defect_rate"] == pytest.approx(2 / 3) and s["at_token_limit"] == pytest.approx(1 / 3)
+    assert s["by_reason"]["heuristics/truncated"] == 1
+
+
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """A short SmolLM2 LoRA run on 16 gsm8k records; 6 other records held out; plain text."""
@@ -245,8 +283,16 @@ def test_eval_of_a_lora_run_against_its_base_with_the_forgetting_check(
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in preds] == [f"t{i}" for i in range(6)]
     assert all("prediction" in p and "base_prediction" in p for p in preds)
+    # generated answers checked by the clean operators; a cut at the token limit is not a defect
+    d = m["model"]["defects"]
+    assert d["n"] == 6 and m["model"]["defect_rate"] == d["defect_rate"]
+    assert d["ops"] == ["structure", "heuristics"] and 0 <= d["at_token_limit"] <= 1
+    assert all(isinstance(p["defects"], list) and "at_token_limit" in p for p in preds)
+    assert not any("heuristics/truncated" in p["defects"] for p in preds if p["at_token_limit"])
+    assert any(r["metric"] == "defect_rate" for r in m["comparison"])
     html = (out / "report.html").read_text()
     assert "Model against base" in html and "Forgetting check" in html and "data:image/png" in html
+    assert "Defects in the generated answers" in html
 
 
 def test_local_judge_in_an_eval_run(sft_run: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -30,12 +30,19 @@ def eval_cmd(
     judge_key_env: str = typer.Option("OPENAI_API_KEY", help="env variable holding the key"),
     criteria: list[str] = typer.Option(None, "--criterion", help="judge criteria (repeatable)"),
     judge_limit: int = typer.Option(20, help="judge only the first N answers"),
+    defect_checks: list[str] = typer.Option(
+        None,
+        "--defect-check",
+        help="operators that check generated answers (repeatable; default structure, heuristics;"
+        " none to skip)",
+    ),
     resamples: int = typer.Option(1000, help="bootstrap resamples for intervals"),
     text_field: str | None = TextFieldOpt,
     label_field: str | None = LabelFieldOpt,
     as_json: bool = typer.Option(False, "--json", help="print metrics.json"),
 ) -> None:
     """Evaluate a model: accuracy/F1 or perplexity, exact match, ROUGE-L, chrF, LLM judge."""
+    from tamis.evaluate.defects import DEFAULT_OPS
     from tamis.evaluate.judge import make_judge
     from tamis.evaluate.run import evaluate
     from tamis.records.formats import FieldMap
@@ -58,6 +65,7 @@ def eval_cmd(
         max_new_tokens=max_new_tokens,
         judge=j,
         judge_limit=judge_limit,
+        defect_ops=_defect_ops(defect_checks, DEFAULT_OPS),
         max_forgetting=max_forgetting,
         resamples=resamples,
         echo=lambda s: console.print(s, highlight=False),
@@ -67,6 +75,7 @@ def eval_cmd(
         return
     m = res.model
     keys = ["accuracy", "macro_f1", "perplexity", "exact_match", "contains_answer", "rouge_l"]
+    keys += ["defect_rate"]
     table = Table("metric", "model", *(["base", "difference", "95% CI"] if res.base else []))
     comp = {r["metric"]: r for r in res.comparison}
     for k in keys + ["chrf"]:
@@ -79,6 +88,10 @@ def eval_cmd(
             row += [f"{c['diff']:+.4f}", f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"] if c else []
         table.add_row(*row)
     out.print(table)
+    d = m.get("defects")
+    if d and d["by_reason"]:
+        found = ", ".join(f"{k} {v}" for k, v in d["by_reason"].items())
+        out.print(f"defects in generated answers (not in the references): {found}")
     if res.forgetting:
         f = res.forgetting
         state = "[red]FORGOT[/]" if f["forgot"] else "ok"
@@ -88,6 +101,12 @@ def eval_cmd(
     out.print(f"report: {output}/report.html · metrics: {output}/metrics.json")
     if res.forgetting and res.forgetting["forgot"]:
         raise typer.Exit(1)
+
+
+def _defect_ops(given: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if not given:
+        return default
+    return () if [g.lower() for g in given] == ["none"] else tuple(given)
 
 
 @user_errors

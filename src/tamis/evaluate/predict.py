@@ -162,6 +162,22 @@ def generate(
     lm: LoadedModel, records: list[Record], max_new_tokens: int = 256, batch_size: int = 8
 ) -> list[str]:
     """Greedy answers to each record's prompt (the conversation before its last answer)."""
+    return generate_answers(lm, records, max_new_tokens, batch_size)[0]
+
+
+def _eos_ids(lm: LoadedModel) -> set[int]:
+    ids: set[int] = set()
+    for src in (getattr(lm.model, "generation_config", None), lm.model.config, lm.tok):
+        e = getattr(src, "eos_token_id", None)
+        ids.update([e] if isinstance(e, int) else (e or []))
+    return ids
+
+
+def generate_answers(
+    lm: LoadedModel, records: list[Record], max_new_tokens: int = 256, batch_size: int = 8
+) -> tuple[list[str], list[bool]]:
+    """Greedy answers, and for each whether it ran to `max_new_tokens` without ending (a cut
+    made by the evaluator's budget, not by the model)."""
     import torch
 
     tok = lm.tok
@@ -169,9 +185,11 @@ def generate(
         tok.apply_chat_template(prompt_messages(r)[0], tokenize=False, add_generation_prompt=True)
         for r in records
     ]
+    eos = _eos_ids(lm)
     old_side = tok.padding_side
     tok.padding_side = "left"
     out: list[str] = []
+    at_limit: list[bool] = []
     try:
         with torch.inference_mode():
             for i in range(0, len(prompts), batch_size):
@@ -189,9 +207,11 @@ def generate(
                 )
                 new = gen[:, enc["input_ids"].shape[1] :]
                 out.extend(t.strip() for t in tok.batch_decode(new, skip_special_tokens=True))
+                for row in new.tolist():
+                    at_limit.append(len(row) >= max_new_tokens and not eos.intersection(row))
     finally:
         tok.padding_side = old_side
-    return out
+    return out, at_limit
 
 
 def token_nll(

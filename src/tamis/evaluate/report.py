@@ -13,7 +13,9 @@ def eval_report(result: Any, a: Any, b: Any | None) -> Report:
     m = result.model
     rep = Report(f"tamis eval: {m['name']}", f"task: {m['task']} · {m.get('n', '?')} examples")
     head = ["accuracy", "macro_f1", "perplexity", "exact_match", "contains_answer", "rouge_l"]
-    rep.cards({k: m[k] for k in head + ["chrf"] if isinstance(m.get(k), int | float)})
+    rep.cards(
+        {k: m[k] for k in head + ["chrf", "defect_rate"] if isinstance(m.get(k), int | float)}
+    )
     if result.comparison:
         rep.heading("Model against base")
         rep.text(
@@ -120,6 +122,8 @@ def _generation(rep: Report, m: dict[str, Any], a: Any) -> None:
         ax.set_xlabel("ROUGE-L F")
         ax.set_ylabel("examples")
         rep.figure(fig, "ROUGE-L of the generated answers against the references")
+    if "defects" in m:
+        _defects(rep, m["defects"], a)
     if "judge" in m:
         j = m["judge"]
         rep.heading(f"LLM judge ({j['judge']}, {j['n']} answers)")
@@ -141,3 +145,22 @@ def _generation(rep: Report, m: dict[str, Any], a: Any) -> None:
                 for p, r in list(zip(a.predictions, a.references, strict=True))[:10]
             ]
         )
+
+
+def _defects(rep: Report, d: dict[str, Any], a: Any) -> None:
+    rep.heading("Defects in the generated answers")
+    rep.text(
+        f"The checks of `tamis clean` ({', '.join(d['ops'])}) run on each generated answer; a "
+        "finding counts when the reference answer does not have it. "
+        f"{d['defect_rate']:.1%} of {d['n']} answers have one; "
+        f"{d.get('at_token_limit', 0):.1%} ran to the token limit (not counted as cut off)."
+    )
+    if d["by_reason"]:
+        rep.table([{"finding": k, "answers": v} for k, v in d["by_reason"].items()])
+        rows = [
+            {"finding": ", ".join(f), "prediction": p[:300]}
+            for f, p in zip(a.defects, a.predictions, strict=False)
+            if f
+        ]
+        rep.heading("Answers with findings", 3)
+        rep.table(rows[:10])

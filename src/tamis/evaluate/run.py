@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,11 @@ import numpy as np
 
 from tamis.errors import TamisError
 from tamis.evaluate import metrics as M
+from tamis.evaluate.defects import DEFAULT_OPS, generation_defects, summarise
 from tamis.evaluate.predict import (
     LoadedModel,
     classify,
-    generate,
+    generate_answers,
     load,
     perplexity,
     prompt_messages,
@@ -34,7 +36,7 @@ from tamis.records.io import Reader
 from tamis.records.model import Record
 from tamis.train.data import classification_text
 
-LOWER_IS_BETTER = {"perplexity"}
+LOWER_IS_BETTER = {"perplexity", "defect_rate"}
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Scored:
     predictions: list[Any] = field(default_factory=list)
     references: list[Any] = field(default_factory=list)
     judge: list[list[dict[str, Any]]] = field(default_factory=list)
+    defects: list[list[str]] = field(default_factory=list)  # per generated answer
+    at_limit: list[bool] = field(default_factory=list)  # ran to max_new_tokens
 
     def stat(self, name: str, idx: np.ndarray) -> float:
         """Metric `name` on the examples `idx` (for the bootstrap)."""
@@ -104,9 +108,11 @@ def score(
     max_new_tokens: int = 256,
     judge: Any = None,
     judge_limit: int = 20,
+    defect_ops: Sequence[str] = DEFAULT_OPS,
     echo: Any = print,
 ) -> Scored:
-    """Evaluate one loaded model on records (labelled ones for classification)."""
+    """Evaluate one loaded model on records (labelled ones for classification). Generated
+    answers are also checked by the `defect_ops` operators (see `tamis.evaluate.defects`)."""
     if lm.task == "classification":
         recs = [r for r in records if r.label is not None]
         if not recs:
@@ -128,9 +134,11 @@ def score(
     refs = [prompt_messages(r)[1] for r in recs]
     preds: list[str] = []
     judged: list[list[dict[str, Any]]] = []
+    found: list[list[str]] = []
+    at_limit: list[bool] = []
     if generation:
         echo(f"generating {len(recs)} answers with {lm.name}")
-        preds = generate(lm, recs, max_new_tokens=max_new_tokens)
+        preds, at_limit = generate_answers(lm, recs, max_new_tokens=max_new_tokens)
         ans = [M.answer_scores(p, r) for p, r in zip(preds, refs, strict=True)]
         items["exact_match"] = np.array([a["exact_match"] for a in ans])
         items["contains_answer"] = np.array([a["contains_answer"] for a in ans])
@@ -140,6 +148,11 @@ def score(
         out.update({k: float(items[k].mean()) for k in ("exact_match", "contains_answer")})
         out["rouge_l"] = float(items["rouge_l"].mean())
         out["chrf"] = corpus_chrf
+        if defect_ops:
+            found = generation_defects(recs, preds, at_limit, defect_ops)
+            items["defect_rate"] = np.array([1.0 if f else 0.0 for f in found])
+            out["defect_rate"] = float(items["defect_rate"].mean())
+            out["defects"] = {"ops": list(defect_ops), **summarise(found, at_limit)}
         if judge is not None:
             k = min(judge_limit, len(recs))
             echo(f"judging {k} answers with {judge.name}")
@@ -151,7 +164,7 @@ def score(
                 vals = [next(j["score"] for j in row if j["criterion"] == crit) for row in judged]
                 if all(v is not None for v in vals) and len(vals) == len(recs):
                     items[f"judge_{crit}"] = np.array(vals, dtype=float)
-    return Scored("sft", out, items, preds, refs, judged)
+    return Scored("sft", out, items, preds, refs, judged, found, at_limit)
 
 
 def _judge_summary(judged: list[list[dict[str, Any]]], name: str) -> dict[str, Any]:
@@ -242,6 +255,7 @@ def evaluate(
     max_new_tokens: int = 256,
     judge: Any = None,
     judge_limit: int = 20,
+    defect_ops: Sequence[str] = DEFAULT_OPS,
     max_forgetting: float = 0.1,
     resamples: int = 1000,
     seed: int = 0,
@@ -260,6 +274,7 @@ def evaluate(
         "max_new_tokens": max_new_tokens,
         "judge": judge,
         "judge_limit": judge_limit,
+        "defect_ops": defect_ops,
         "echo": echo,
     }
     a = score(lm, records, **kw)
@@ -313,6 +328,10 @@ def _write_predictions(
                 row[k] = float(v[i])
             if i < len(a.judge):
                 row["judge"] = a.judge[i]
+            if i < len(a.defects):
+                row["defects"] = a.defects[i]
+            if i < len(a.at_limit):
+                row["at_token_limit"] = a.at_limit[i]
             if b is not None and b.predictions:
                 row["base_prediction"] = b.predictions[i]
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")

@@ -189,6 +189,8 @@ def run_experiment(
                 "metrics": metrics,
                 "train_seconds": round(train_s, 1),
             }
+            if sc.metrics.get("defects"):  # what the defect check found in its answers, by kind
+                row["defects"] = sc.metrics["defects"]
             with open(result_file, "w", encoding="utf-8") as fh:
                 json.dump(row, fh, indent=2)
             del lm
