@@ -289,6 +289,10 @@ def test_eval_of_a_lora_run_against_its_base_with_the_forgetting_check(
     assert d["ops"] == ["structure", "heuristics"] and 0 <= d["at_token_limit"] <= 1
     assert all(isinstance(p["defects"], list) and "at_token_limit" in p for p in preds)
     assert not any("heuristics/truncated" in p["defects"] for p in preds if p["at_token_limit"])
+    cut = sum(p["at_token_limit"] for p in preds)  # said on the terminal, not only in the files
+    assert (f"{cut} of 6 answers ran to the limit of 48" in " ".join(res.output.split())) == (
+        cut > 0
+    )
     assert any(r["metric"] == "defect_rate" for r in m["comparison"])
     html = (out / "report.html").read_text()
     assert "Model against base" in html and "Forgetting check" in html and "data:image/png" in html

@@ -139,6 +139,11 @@ def score(
     if generation:
         echo(f"generating {len(recs)} answers with {lm.name}")
         preds, at_limit = generate_answers(lm, recs, max_new_tokens=max_new_tokens)
+        if any(at_limit):
+            echo(
+                f"{sum(at_limit)} of {len(recs)} answers ran to the limit of {max_new_tokens} new "
+                "tokens: their scores judge a cut answer (raise --max-new-tokens to see them whole)"
+            )
         ans = [M.answer_scores(p, r) for p, r in zip(preds, refs, strict=True)]
         items["exact_match"] = np.array([a["exact_match"] for a in ans])
         items["contains_answer"] = np.array([a["contains_answer"] for a in ans])
