@@ -46,7 +46,18 @@ MODEL_DIR = os.environ.get("TAMIS_MODEL_DIR") or os.path.join(
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the signal cache out of the home folder during tests (not the converted models)."""
     monkeypatch.setenv("TAMIS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-    monkeypatch.setenv("TAMIS_MODEL_DIR", MODEL_DIR)
+    monkeypatch.setenv("TAMIS_MODEL_DIR", _model_dir(tmp_path_factory))
+
+
+def _model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """MODEL_DIR, or a folder of this session where it cannot be written (a read-only home)."""
+    try:
+        os.makedirs(MODEL_DIR, exist_ok=True)
+        if os.access(MODEL_DIR, os.W_OK):
+            return MODEL_DIR
+    except OSError:
+        pass
+    return str(tmp_path_factory.getbasetemp() / "models")
 
 
 BANKING_INTENTS = ["card_arrival", "exchange_rate", "lost_or_stolen_phone", "age_limit"]
