@@ -6,7 +6,9 @@ Arms, each a LoRA fine-tune of the offline SmolLM2-135M-Instruct through `tamis 
 same budget (the optimiser steps of 1 epoch of raw for every arm, batch 4, lr 2e-4; `--same-epochs`
 gives every arm 1 epoch of its own data instead, so the smaller arms get fewer steps), evaluated
 through `tamis eval` on untouched held-out gsm8k examples (held-out perplexity of the reference
-answers, exact match of the final number):
+answers, exact match of the final number, and the share of greedy answers with a defect the
+reference lacks); each model's probabilities also say what it learnt from the damaged answers
+(`probes`: ending the turn mid-sentence, going on with a second instruction):
 
 - raw: the damaged data as it is;
 - curated: `tamis clean` with the default sft recipe (`--recipe maths` adds `arithmetic`);

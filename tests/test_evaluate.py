@@ -223,6 +223,11 @@ def test_generation_defects_are_the_answers_own(gsm8k: list[dict], tmp_path: Pat
     s = summarise([found["reference"], found["merged"], found["cut"]], [False, False, True])
     assert s["defect_rate"] == pytest.approx(2 / 3) and s["at_token_limit"] == pytest.approx(1 / 3)
     assert s["by_reason"]["heuristics/truncated"] == 1
+    # a check that needs the whole data set is refused before any model is loaded
+    from tamis.evaluate.run import evaluate
+
+    with pytest.raises(Exception, match="'exact_dedup' is not a per-record check"):
+        evaluate("no-such-model", str(f), str(tmp_path / "e"), defect_ops=["exact_dedup"])
 
 
 @pytest.fixture(scope="module")

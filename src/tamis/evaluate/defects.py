@@ -13,6 +13,7 @@ called cut off: the cut is the evaluator's (it is counted apart as `at_token_lim
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -25,11 +26,14 @@ DEFAULT_OPS: tuple[str, ...] = ("structure", "heuristics")
 
 
 def _with_answer(r: Record, answer: str) -> Record:
-    """A copy of `r` whose last assistant turn says `answer`."""
+    """A copy of `r` whose last assistant turn says `answer`, as if the input had held it (a
+    check that reads the input's own text, `Record.original`, reads the answer too)."""
     turns = [copy.copy(t) for t in r.turns]
     last = max(i for i, t in enumerate(turns) if t.role == "assistant")
     turns[last].content = answer
-    return Record(r.id, turns, r.raw, r.format, r.source, r.label, r.label_path, dict(r.meta))
+    out = dataclasses.replace(r, turns=turns, meta=dict(r.meta))
+    out.raw = out.to_raw()
+    return out
 
 
 def _findings(ops: list[Operator], records: list[Record]) -> list[set[str]]:
@@ -57,10 +61,10 @@ def generation_defects(
     records: list[Record],
     answers: list[str],
     at_limit: Sequence[bool] | None = None,
-    ops: Sequence[str] | list[Operator] = DEFAULT_OPS,
+    ops: Sequence[str] = DEFAULT_OPS,
 ) -> list[list[str]]:
     """Per record, the findings (`op/reason`) its generated answer has and its reference lacks."""
-    built = build_ops(ops) if ops and isinstance(ops[0], str) else list(ops)  # type: ignore[arg-type]
+    built = build_ops(ops)
     at_limit = at_limit or [False] * len(records)
     ref = _findings(built, records)
     gen = _findings(built, [_with_answer(r, a) for r, a in zip(records, answers, strict=True)])

@@ -21,7 +21,7 @@ import numpy as np
 
 from tamis.errors import TamisError
 from tamis.evaluate import metrics as M
-from tamis.evaluate.defects import DEFAULT_OPS, generation_defects, summarise
+from tamis.evaluate.defects import DEFAULT_OPS, build_ops, generation_defects, summarise
 from tamis.evaluate.predict import (
     LoadedModel,
     classify,
@@ -272,6 +272,8 @@ def evaluate(
         records = records[:limit]
     if not records:
         raise TamisError("the evaluation set is empty", str(data))
+    if defect_ops:
+        build_ops(defect_ops)  # a wrong name fails now, not after the answers are generated
     os.makedirs(out, exist_ok=True)
     lm = load(model, task)
     kw = {
