@@ -334,7 +334,8 @@ class Endings(Operator):
             for f in (0, 1):
                 own = sample[fold == f]
                 score[own] = logits(models[f], np.asarray(end[own]))
-            prob = 1.0 / (1.0 + np.exp(-score))
+            with np.errstate(over="ignore"):  # exp overflows to inf for a sure cut: prob 0
+                prob = 1.0 / (1.0 + np.exp(-score))
         below = threshold(score, alive, self.p["max_end_prob"], *z)
         flagged = np.flatnonzero(has & (prob < below))
         ctx.notes = {
