@@ -380,7 +380,7 @@ def test_endings_learns_again_without_the_cuts_it_found(tmp_path: Path) -> None:
     Toolformer answers, a fifth of them cut at a random word, it finds 357 cuts against 336, with
     2 finished answers flagged in either (202 against 178 and none with the fixed 0.02 threshold
     it had before it read one from the data set); learning from every second answer only (the
-    others scored by the last round's models), 334 against 326."""
+    others scored by the last round's models), 339 against 326."""
     import random
 
     from tamis.testing.defects import DEFECTS
@@ -422,7 +422,8 @@ def test_endings_sees_a_question_number_unused(tmp_path: Path, gsm8k) -> None:
     """A worked gsm8k answer uses its question's numbers; one cut at a line break between two
     steps ("She had 10 - 9 = 1 kilogram of rice left") often has not. `endings` counts the
     prompt's numbers the answer leaves unused, so such cuts score far under cuts that used them
-    all, and it flags 19 of 112 (7 without that count, which scored the two kinds alike)."""
+    all, and it flags 29 of 112 (19 before it also set the lines against the numbers, 7 without
+    that count, which scored the two kinds alike)."""
     import random
     import statistics
 
@@ -454,7 +455,7 @@ def test_endings_sees_a_question_number_unused(tmp_path: Path, gsm8k) -> None:
     recipe = Recipe.from_dict({"name": "e", "ops": [{"endings": {}}]})
     tamis.clean(str(src), str(tmp_path / "a"), recipe, workers=2)
     flagged = {r["id"] for r in _rows(tmp_path / "a" / "rejected.jsonl")}
-    assert len(flagged & unused) >= 15
+    assert len(flagged & unused) >= 25
     assert len(flagged - unused - used) <= 0.01 * (len(rows) - len(unused) - len(used))
 
 

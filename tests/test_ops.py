@@ -143,6 +143,10 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     assert _truncation("Read chapters 10-20") < 1.0
     assert _truncation("def f(c):\n    f = c * 9 / 5") < 1.0
     assert _truncation("def f(c):\n    return (c - 32) * 5 / 9") < 1.0
+    # "%" ends a number, not a calculation stopped before its "=" (a real gsm8k cut)
+    assert _truncation("The chance is 40% + 20% = 60%.\nBitten twice: 60% * 50%") == 1.0
+    assert _truncation("The chance is 40% + 20% = 60%") < 1.0
+    assert _truncation("The rate is 5%") < 1.0
     # an announcement with nothing after it; a word that needs the rest of its sentence
     assert _truncation("Here is the corrected code:") == 1.0
     assert _truncation("The dress was $50 and the shoes cost $4 per") == 1.0
@@ -189,6 +193,9 @@ def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     assert _truncation("He spent 3 * $1 = $3 on pens.\nHe spent 4 * $3 = $12 on") == 1.0
     assert _truncation("Turn the lights off and carry on") < 1.0
     assert _truncation("She had 5 apples and every") == 1.0
+    assert _truncation("Find tools, weapons, clothing and other") == 1.0
+    assert _truncation("They helped each other") < 1.0
+    assert _truncation("One road led to the village and the other") < 1.0
     # a last line of one name never used before: a statement or step cut after its first word
     avg = "total = 0\nfor row in reader:\n    total += int(row[col])\n    n += 1\n\n"
     assert _truncation(avg + "average_score") == 1.0

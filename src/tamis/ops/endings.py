@@ -6,16 +6,16 @@ break inside an answer is learnt here from the data set itself, so it needs no m
 adapts to maths, code or role-play: every answer's real ending is a positive example, the
 sentence/line breaks and word gaps inside it are negatives, and a linear model over hashed features
 of the last words (the words themselves, the last sentence's opening, the last line's first token
-and indent) and of the answer's shape (its length, whether it holds a call such as
-`search('...')`, how many of the prompt's numbers it has not used yet: a worked maths answer uses
-them all, one cut between two steps often has not) says how much each answer's ending looks like
-an ending. Answers are scored by a model that did not learn from them (two folds), and those under
-a threshold are flagged `truncated`: `max_end_prob`, or where higher the score `min_end_z` robust
-deviations under this data set's median (at most `z_max_prob`), since how far cuts fall under
-finished answers differs by data set. Cuts the per-record checks missed are among the answers it
-learns from and teach it that answers end there, so it learns `rounds` (2) times, each round
-without the answers the one before scored under `relearn_below` (or the data set's own threshold,
-where higher).
+and indent) and of the answer's shape (its length, whether it holds a call such as `search('...')`,
+how many of the prompt's numbers it has not used yet: a worked maths answer uses them all, one cut
+between two steps often has not; its lines against the prompt's numbers) says how much each
+answer's ending looks like an ending. Answers are scored by a model that did not learn from them
+(two folds), and those under a threshold are flagged `truncated`: `max_end_prob`, or where higher
+the score `min_end_z` robust deviations under this data set's median (at most `z_max_prob`), since
+how far cuts fall under finished answers differs by data set. Cuts the per-record checks missed are
+among the answers it learns from and teach it that answers end there, so it learns `rounds` (2)
+times, each round without the answers the one before scored under `relearn_below` (or the data
+set's own threshold, where higher).
 
 It assumes most answers are finished; with fewer than `min_answers` answers it says so and flags
 nothing. The cost while streaming is the features of every answer's end (30-50 us an answer on
@@ -72,7 +72,10 @@ def numbers(text: str) -> frozenset[str]:
 def features(text: str, asked: frozenset[str] = frozenset()) -> list[int]:
     """Hashed features of the place where `text` stops (its right end), at most WIDTH. `asked`:
     the numbers of the prompt; how many of them the answer has not used yet is a feature (a worked
-    maths answer uses all its question's numbers; one cut between two steps often has not)."""
+    maths answer uses all its question's numbers; one cut between two steps often has not), and
+    the answer's lines against the prompt's numbers (a worked answer takes about a line a number:
+    a pair the linear model cannot form itself; on gsm8k rows 2,000 on, a fifth of them cut, it
+    finds 0.890 of the cuts at 0.5% of finished answers flagged, against 0.870 without)."""
     s = text[-TAIL:].rstrip()
     words = s.split()
     if not words:
@@ -103,6 +106,7 @@ def features(text: str, asked: frozenset[str] = frozenset()) -> list[int]:
     f.append("k1" if "(" in s and CALL.search(s) else "k0")  # the regex is slow: "(" first
     if asked:
         f.append(f"u{min(3, len(asked - numbers(text)))}")
+        f.append(f"a{min(5, len(asked))}-{min(8, text.count(chr(10)))}")
     f += ["b" + w.lower().strip(STRIP) for w in words[-(WIDTH - len(f)) :]]
     get = _HASHES.get
     out = [get(x) for x in f[:WIDTH]]

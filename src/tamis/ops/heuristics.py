@@ -248,6 +248,8 @@ DANGLING_WORDS = frozenset(
         "must",
     ]
 )
+# "other" with its noun never come ("tools, weapons and other"); "each other", "the other" end
+OTHER_END = re.compile(r"\b(?:and|or|many|several|various|numerous)\s+other$", re.IGNORECASE)
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
 BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 TERMINAL = tuple(".!?\"')]}>`*:;…%$")
@@ -508,12 +510,16 @@ def _truncation(text: str) -> float:
     last = s.rsplit(None, 1)[-1].lower()
     if last.strip("\"'*_") in DANGLING_WORDS:
         return 1.0
+    if last == "other" and OTHER_END.search(s[-40:]):
+        return 1.0
     if _cut_code(s) or (s[-1] in "*×/x" and CUT_OPERATOR.search(s[-40:])):
         return 1.0
     if _cut_statement(s, last):
         return 1.0
     if s.endswith(":"):
         return 1.0  # it announces what follows ("Here is the code:") and nothing follows
+    if s[-1] == "%" and _open_calculation(s.rsplit("\n", 1)[-1]):
+        return 1.0  # "70% * 50%": "%" ends a number, not the calculation, which lacks its "="
     if s.endswith(TERMINAL):
         return 0.0
     # no final punctuation: a cut if the text otherwise ends its lines/sentences with punctuation
