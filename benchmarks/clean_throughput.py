@@ -5,8 +5,9 @@ without and with the model-based operators (language id and offensive, which loa
 models, and `endings`, which fits a model on the data set); DataTrove runs
 GopherQualityFilter + GopherRepetitionFilter with its LocalPipelineExecutor, 2 tasks / 2 workers,
 on the same instruction+answer texts. Each run is a fresh process, timed end to end (start-up
-included; at 75,000 records both tools run 3 times and the median counts); peak memory sums the
-proportional set size (PSS) of the process tree, so pages that processes share count once.
+included; at 75,000 records both tools run 3 times, interleaved, and the median counts); peak
+memory sums the proportional set size (PSS) of the process tree, so pages that processes share
+count once.
 `--large` adds 750,000-record tamis runs to show that memory stays flat. Writes its table to
 docs/benchmarks.md.
 
@@ -30,6 +31,7 @@ from _report import write_section
 ROOT = Path(__file__).resolve().parent.parent
 GSM = ROOT.parent / "shared" / "data" / "instruct" / "gsm_8k_train.json"
 TAMIS = [sys.executable, "-m", "tamis.cli.main"]
+ROUNDS = 3
 
 DATATROVE = """
 import sys
@@ -111,45 +113,49 @@ def main() -> None:
         per_record = recipe_without(tmp, (*models, "minhash_dedup"), "per_record")
         n = 75_000
 
-        def tamis_run(name: str, recipe: str, source: Path, count: int, repeats: int = 1) -> float:
-            """The median wall time of `repeats` runs (this shared machine's speed drifts by
-            +-15% within minutes) and the largest peak memory."""
+        def tamis_once(name: str, recipe: str, source: Path, count: int) -> tuple[float, float]:
             out = tmp / f"out_{name}"
             cmd = [*TAMIS, "clean", str(source), "-o", str(out), "-r", recipe, "-w", "2", "-q"]
-            walls, peaks = [], []
-            for _ in range(repeats):
-                wall, rss = measure([*cmd, "--no-cache"])
-                walls.append(wall)
-                peaks.append(rss)
-                summary = json.loads((out / "summary.json").read_text())
-                assert summary["counts"]["input"] == count
+            wall, peak = measure([*cmd, "--no-cache"])
+            summary = json.loads((out / "summary.json").read_text())
+            assert summary["counts"]["input"] == count
+            return wall, peak
+
+        def add_row(name: str, count: int, runs: list[tuple[float, float]]) -> float:
+            """The median wall time of the runs and the largest peak memory; records/s."""
+            walls = [w for w, _ in runs]
             wall = statistics.median(walls)
-            rows.append((name, count, wall, count / wall, max(peaks), walls))
+            rows.append((name, count, wall, count / wall, max(m for _, m in runs), walls))
             return count / wall
 
-        # the reference is timed as often as tamis, and its median taken the same way: one run of
-        # either can be 15% off on this shared machine, which moves the ratio by as much
-        dt_runs = [
-            measure([sys.executable, "-c", DATATROVE, str(dt_src), str(tmp / f"dt{i}")])
-            for i in range(3)
+        # Rounds: in each, the reference and every 75,000-record tamis run once, one after the
+        # other. This shared machine's speed drifts by +-15% within minutes; interleaved, each
+        # round's runs see the same machine, and each round gives its own ratio.
+        dt_name = "DataTrove Gopher quality + repetition"
+        configs = [
+            ("tamis default recipe, no model operators", str(no_models)),
+            ("tamis default recipe (+ language id, offensive, endings)", "sft"),
+            ("tamis, no model operators, no MinHash", str(per_record)),
         ]
-        dt_wall = statistics.median(w for w, _ in dt_runs)
-        dt_rate = n / dt_wall
-        rows.append(
-            (
-                "DataTrove Gopher quality + repetition",
-                n,
-                dt_wall,
-                dt_rate,
-                max(m for _, m in dt_runs),
-                [w for w, _ in dt_runs],
-            )
-        )
-        fast = tamis_run("tamis default recipe, no model operators", str(no_models), src, n, 3)
-        full = tamis_run(
-            "tamis default recipe (+ language id, offensive, endings)", "sft", src, n, 3
-        )
-        tamis_run("tamis, no model operators, no MinHash", str(per_record), src, n, 3)
+        runs: dict[str, list[tuple[float, float]]] = {dt_name: [], **{c: [] for c, _ in configs}}
+        for i in range(ROUNDS):
+            dt_cmd = [sys.executable, "-c", DATATROVE, str(dt_src), str(tmp / f"dt{i}")]
+            runs[dt_name].append(measure(dt_cmd))
+            for name, recipe in configs:
+                runs[name].append(tamis_once(name, recipe, src, n))
+        dt_rate = add_row(dt_name, n, runs[dt_name])
+        fast = add_row(configs[0][0], n, runs[configs[0][0]])
+        full = add_row(configs[1][0], n, runs[configs[1][0]])
+        add_row(configs[2][0], n, runs[configs[2][0]])
+        # each round's own ratio: the reference's time over tamis' in the same round
+        per_round = [d[0] / t[0] for d, t in zip(runs[dt_name], runs[configs[0][0]], strict=True)]
+        per_round_full = [
+            d[0] / t[0] for d, t in zip(runs[dt_name], runs[configs[1][0]], strict=True)
+        ]
+
+        def tamis_run(name: str, recipe: str, source: Path, count: int) -> float:
+            return add_row(name, count, [tamis_once(name, recipe, source, count)])
+
         if large:
             big, _ = make_inputs(tmp, 750_000)
             tamis_run("tamis, no model operators, no MinHash, 750k", str(per_record), big, 750_000)
@@ -173,9 +179,12 @@ def main() -> None:
         "",
         f"tamis without model operators: **{fast / dt_rate:.1f}x** DataTrove's records/s "
         f"(target 10x); with language id, the offensive filter and `endings` (which fits a "
-        f"model on the data set's answers): **{full / dt_rate:.1f}x** (target 3x). 2 workers "
-        "each; times include process start-up and model loading; at 75,000 records, tamis and "
-        "DataTrove alike: the median of 3 runs. The "
+        f"model on the data set's answers): **{full / dt_rate:.1f}x** (target 3x). Each round's "
+        f"own ratio: {', '.join(f'{r:.1f}x' for r in per_round)} without model operators, "
+        f"{', '.join(f'{r:.1f}x' for r in per_round_full)} with them. 2 workers each; times "
+        f"include process start-up and model loading; at 75,000 records, {ROUNDS} rounds, each "
+        "running DataTrove and then each tamis configuration once, one after the other, so "
+        "that a drift in the machine's speed falls on both; the medians count. The "
         "default recipe includes near-duplicate detection (MinHash): its signatures (256 bytes a "
         "record and as many again for its answer: 384 MB at 750,000 records) wait for the "
         "decision in files, read a band at a time, so they do not stay in memory; so do "
