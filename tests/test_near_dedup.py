@@ -270,3 +270,26 @@ def test_a_shared_tool_description_alone_does_not_make_duplicates(tmp_path: Path
         a, b = (set(pair.hashes[pair.rec == k].tolist()) for k in (0, 1))
         sims.append(len(a & b) / len(a | b))
     assert np.median(sims) >= 0.5 and np.mean(np.array(sims) < 0.3) <= 0.05
+
+
+def test_signatures_fill_every_bin_and_estimate_jaccard(planted) -> None:
+    """One-permutation MinHash leaves most bins of a short answer empty; densification fills them
+    from other bins, so every bin of a record with shingles holds a value, a record without any
+    stays empty, and the share of equal bins still estimates the Jaccard similarity (the planted
+    copies, 5% of words edited, against their originals)."""
+    path, truth = planted
+    rows = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+    pairs = [(c, o) for c, o in truth.items()][:20]
+    texts = [rows[i]["output"] for pair in pairs for i in pair] + ["", "..."]
+    sh = shingle(texts, "word", 3)
+    sig = lsh.signatures(sh, 128)
+    assert (sig[:-2] != lsh.EMPTY).all() and (sig[-2:] == lsh.EMPTY).all()
+    # densify works in place on a copy of what it is given, and always gives the same values
+    assert np.array_equal(lsh.densify(sig.copy()), sig)
+    errors = []
+    for k in range(len(pairs)):
+        a, b = (set(sh.hashes[sh.rec == j].tolist()) for j in (2 * k, 2 * k + 1))
+        true = len(a & b) / len(a | b)
+        estimate = float(np.mean(sig[2 * k] == sig[2 * k + 1]))
+        errors.append(abs(estimate - true))
+    assert max(errors) < 0.15 and np.mean(errors) < 0.05, errors
