@@ -25,7 +25,9 @@ OUTS = ("kept.jsonl", "rejected.jsonl", "quarantine.jsonl", "changes.jsonl", "si
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()]
+    """The objects of a JSONL file. Lines end at "\n" only: `str.splitlines` also splits at
+    U+2028, which gsm8k holds raw inside strings (valid JSON, written as is)."""
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x]
 
 
 def _same_outputs(a: Path, b: Path) -> None:
@@ -499,8 +501,10 @@ def test_a_cut_answer_does_not_take_its_finished_duplicate_down(tmp_path: Path, 
     comes first. `endings` decides before the duplicate checks in the `sft` recipe, so where it
     finds the cut, the finished version is the one its group keeps; decided after them, the cut
     answer was kept as the group's first and then dropped, and its finished version with it."""
-    rows, cut = _rule_blind_cuts(gsm8k[:2000])
-    full = {f"r{i}": o for i, o in enumerate(gsm8k[:2000])}
+    # 3,000 rows: enough cuts that `endings` finds and near-dedup groups with their finished
+    # version (6 here; 2 of the first 2,000 rows since `endings` also counts lines per number)
+    rows, cut = _rule_blind_cuts(gsm8k[:3000])
+    full = {f"r{i}": o for i, o in enumerate(gsm8k[:3000])}
     rows += [{"id": f"full-{i}", **full[i]} for i in sorted(cut)]
     src = tmp_path / "gsm.jsonl"
     write_objects(rows, str(src))
