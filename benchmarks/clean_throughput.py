@@ -7,9 +7,8 @@ GopherQualityFilter + GopherRepetitionFilter with its LocalPipelineExecutor, 2 t
 on the same instruction+answer texts. Each run is a fresh process, timed end to end (start-up
 included; at 75,000 records both tools run 3 times, interleaved, and the median counts); peak
 memory sums the proportional set size (PSS) of the process tree, so pages that processes share
-count once.
-`--large` adds 750,000-record tamis runs to show that memory stays flat. Writes its table to
-docs/benchmarks.md.
+count once. `--large` adds 750,000-record tamis runs to show that memory stays flat. Writes its
+table to docs/benchmarks.md.
 
     pip install -e ".[filters,bench]" && python benchmarks/clean_throughput.py [--large]
 """
@@ -128,6 +127,9 @@ def main() -> None:
             rows.append((name, count, wall, count / wall, max(m for _, m in runs), walls))
             return count / wall
 
+        def tamis_run(name: str, recipe: str, source: Path, count: int) -> float:
+            return add_row(name, count, [tamis_once(name, recipe, source, count)])
+
         # Rounds: in each, the reference and every 75,000-record tamis run once, one after the
         # other. This shared machine's speed drifts by +-15% within minutes; interleaved, each
         # round's runs see the same machine, and each round gives its own ratio.
@@ -144,18 +146,12 @@ def main() -> None:
             for name, recipe in configs:
                 runs[name].append(tamis_once(name, recipe, src, n))
         dt_rate = add_row(dt_name, n, runs[dt_name])
-        fast = add_row(configs[0][0], n, runs[configs[0][0]])
-        full = add_row(configs[1][0], n, runs[configs[1][0]])
-        add_row(configs[2][0], n, runs[configs[2][0]])
+        fast, full, _ = (add_row(name, n, runs[name]) for name, _ in configs)
         # each round's own ratio: the reference's time over tamis' in the same round
-        per_round = [d[0] / t[0] for d, t in zip(runs[dt_name], runs[configs[0][0]], strict=True)]
-        per_round_full = [
-            d[0] / t[0] for d, t in zip(runs[dt_name], runs[configs[1][0]], strict=True)
-        ]
-
-        def tamis_run(name: str, recipe: str, source: Path, count: int) -> float:
-            return add_row(name, count, [tamis_once(name, recipe, source, count)])
-
+        per_round, per_round_full = (
+            [d[0] / t[0] for d, t in zip(runs[dt_name], runs[name], strict=True)]
+            for name, _ in configs[:2]
+        )
         if large:
             big, _ = make_inputs(tmp, 750_000)
             tamis_run("tamis, no model operators, no MinHash, 750k", str(per_record), big, 750_000)

@@ -278,13 +278,13 @@ def test_signatures_fill_every_bin_and_estimate_jaccard(planted) -> None:
     stays empty, and the share of equal bins still estimates the Jaccard similarity (the planted
     copies, 5% of words edited, against their originals)."""
     path, truth = planted
-    rows = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
-    pairs = [(c, o) for c, o in truth.items()][:20]
+    rows = {r["id"]: r for r in map(json.loads, path.read_text().split("\n")[:-1])}
+    pairs = list(truth.items())[:20]
     texts = [rows[i]["output"] for pair in pairs for i in pair] + ["", "..."]
     sh = shingle(texts, "word", 3)
     sig = lsh.signatures(sh, 128)
     assert (sig[:-2] != lsh.EMPTY).all() and (sig[-2:] == lsh.EMPTY).all()
-    # densify works in place on a copy of what it is given, and always gives the same values
+    # a signature with every bin filled is left as it is
     assert np.array_equal(lsh.densify(sig.copy()), sig)
     errors = []
     for k in range(len(pairs)):
