@@ -353,6 +353,20 @@ def test_prose_cut_mid_sentence_without_a_dangling_word() -> None:
     assert _truncation("Try this") < 1.0  # a pronoun can end a sentence
 
 
+def test_cut_prose_with_amounts_and_possessives(gsm8k) -> None:
+    """Real gsm8k answers cut where a sentence is open: an amount ("$3.00") in the line is no
+    code, and a possessive ("his") needs its noun. The finished answers are left alone, and a
+    shell variable still marks a line as code."""
+    from tamis.ops.heuristics import _truncation
+
+    coffee, garden = gsm8k[1390]["output"], gsm8k[5]["output"]
+    assert _truncation(coffee) == 0.0 and _truncation(garden) == 0.0
+    assert _truncation(coffee.split(" 3+2.5")[0]) == 1.0  # "... in the afternoon so she spends"
+    assert _truncation(garden.rsplit(" ", 1)[0]) == 1.0  # "... 28 + 7 = 35 plants in his"
+    shell = "Save the file.\nThe script then reads the folder from $HOME and cleans it for you"
+    assert _truncation(shell) < 1.0
+
+
 def test_truncation_lm_finds_cuts_the_rules_cannot_see(gsm8k) -> None:
     """gsm8k answers cut after a number or a finished clause pass every `heuristics` rule; the
     chat LM's end-of-turn probability tells most of them from the finished answers."""

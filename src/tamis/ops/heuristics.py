@@ -197,6 +197,7 @@ DANGLING_WORDS = frozenset(
         "which",
         "whose",
         "their",
+        "his",
         "its",
         "our",
         "your",
@@ -695,7 +696,8 @@ def _cut_paragraph(last: str) -> bool:
 
 
 # a line that is not prose: code, markup, a formula
-NOT_PROSE = re.compile(r"[=(){}\[\];$#<>/\\|`*_]")
+# code or a formula; "$" before a digit is an amount ("She pays $3.00 and then"), not code
+NOT_PROSE = re.compile(r"[=(){}\[\];#<>/\\|`*_]|\$(?!\d)")
 # how a finished line may end: punctuation, a closing quote or bracket, a number or an amount
 LINE_ENDED = re.compile(r"[.!?:;)\]\"'0-9%$]$")
 
