@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
+import time
 from typing import Any
 
 from tamis.storage import content_hash, default_cache_dir
@@ -22,13 +24,29 @@ class SignalCache:
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, "signals.sqlite")
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS signals (op TEXT, k BLOB, v TEXT, PRIMARY KEY (op, k))"
         )
         self.hits = 0
         self.misses = 0
+
+    def _wal(self) -> None:
+        """Switch a new file to WAL mode. Two processes doing it at once (a run's workers, or two
+        runs, on a new cache) get "database is locked" at once: SQLite does not wait on its
+        timeout there. So wait and try again; once set, the mode stays with the file."""
+        for attempt in range(100):
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 99:
+                    raise
+                time.sleep(0.02 + 0.03 * random.random())
+
+    def close(self) -> None:
+        self.db.close()
 
     def get_many(self, op: str, keys: list[bytes]) -> dict[bytes, dict[str, Any]]:
         out: dict[bytes, dict[str, Any]] = {}

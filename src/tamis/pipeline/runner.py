@@ -10,6 +10,7 @@ outputs or none, and the same input and recipe always give byte-identical files.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pickle
@@ -61,6 +62,8 @@ class WorkerState:
 
 def build_worker(spec: dict[str, Any]) -> WorkerState:
     """Build the operators from a recipe dict (runs once in every worker)."""
+    for module in spec.get("modules", []):  # operators from outside tamis register on import
+        importlib.import_module(module)
     recipe = Recipe.from_dict(spec["recipe"])
     ops = recipe.build()
     for op in ops:
@@ -265,14 +268,20 @@ def clean(
     # workers even on small inputs, and progress moves
     batch_size = min([batch_size, *(op.max_batch for op in ops if op.max_batch)])
     cache_path = (cache_dir or default_cache_dir()) if use_cache else None
+    if cache_path:  # made (and set to WAL) here once, not by the workers all at once
+        SignalCache(cache_path).close()
     work = os.path.join(out, WORK)
     cross_ops = [op for op in ops if op.is_cross]
     wanted = sorted({w for op in cross_ops for w in op.wanted_signals()})
     unknown = [w for w in wanted if w not in _schema(ops).names]
     if unknown:
         raise TamisError(f"the recipe asks for signals no operator gives: {', '.join(unknown)}")
+    # operators registered outside tamis: the workers import their modules by name; one defined
+    # in the running script (`__main__`) needs that script re-run in every worker
+    modules = {type(op).__module__ for op in ops if not type(op).__module__.startswith("tamis.")}
     spec = {
         "recipe": rec.to_dict(),
+        "modules": sorted(modules - {"__main__"}),
         "cache_dir": cache_path,
         "work": work,
         "wanted": wanted,
@@ -296,7 +305,7 @@ def clean(
             json.dump(manifest, fh)
 
     done = {int(f.split(".")[0]) for f in os.listdir(work) if f.endswith(".pkl")}
-    executor = executor or LocalExecutor(workers)
+    executor = executor or LocalExecutor(workers, main="__main__" in modules)
     bar = _Progress(progress)
     ids = IdTable()
     batch_records: list[int] = []  # records per batch, to place spilled keys
