@@ -12,7 +12,7 @@ from tamis.records.model import Record
 @register
 class LongQuestion(Operator):
     name = "long_question"
-    description = "questions over `max_chars` characters (a plugin operator)"
+    description = "questions over 200 characters (a plugin operator)"
     signals = {"question_chars": "int32"}
     reasons = {"long_question": "the question is long"}
 

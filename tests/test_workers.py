@@ -170,9 +170,10 @@ def test_processes_that_open_a_new_signal_cache_at_once_all_get_it(tmp_path: Pat
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("spawn")
-    for attempt in range(3):  # a new folder each time: the race is on a new file
-        start = ctx.Manager().Barrier(4)
-        directory = str(tmp_path / f"cache{attempt}")
-        with ProcessPoolExecutor(4, mp_context=ctx) as pool:
-            done = [pool.submit(_open_cache, directory, start) for _ in range(4)]
-            assert all(f.result(timeout=60) for f in done)
+    with ctx.Manager() as manager:
+        for attempt in range(3):  # a new folder each time: the race is on a new file
+            start = manager.Barrier(4)
+            directory = str(tmp_path / f"cache{attempt}")
+            with ProcessPoolExecutor(4, mp_context=ctx) as pool:
+                done = [pool.submit(_open_cache, directory, start) for _ in range(4)]
+                assert all(f.result(timeout=60) for f in done)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from tamis.errors import TamisError
 
 _STATE: dict[str, Any] = {}
+_PATCH_LOCK = threading.Lock()
 
 
 class Executor(Protocol):
@@ -65,19 +66,20 @@ def _without_main() -> Iterator[None]:
     (imported by name), so a script that calls `tamis.clean(..., workers=2)` without an
     `if __name__ == "__main__":` guard works, and no worker imports the CLI it does not use.
     """
-    original = spawn.get_preparation_data
+    with _PATCH_LOCK:  # runs in two threads must not restore each other's replacement
+        original = spawn.get_preparation_data
 
-    def prepare(name: str) -> dict[str, Any]:
-        data = original(name)
-        data.pop("init_main_from_name", None)
-        data.pop("init_main_from_path", None)
-        return data
+        def prepare(name: str) -> dict[str, Any]:
+            data = original(name)
+            data.pop("init_main_from_name", None)
+            data.pop("init_main_from_path", None)
+            return data
 
-    spawn.get_preparation_data = prepare
-    try:
-        yield
-    finally:
-        spawn.get_preparation_data = original
+        spawn.get_preparation_data = prepare
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
 
 
 class LocalExecutor:
