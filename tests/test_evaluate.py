@@ -369,3 +369,22 @@ def test_classification_eval_matches_scikit_learn_on_its_own_predictions(
     assert res.model["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
     assert res.model["accuracy"] > 0.6  # 4 classes: chance is 0.25
     assert "confusion matrix" in (tmp_path / "e" / "report.html").read_text()
+
+
+def test_eval_names_a_folder_that_is_no_model(tmp_path: Path) -> None:
+    """A `train --dry-run` folder (only preflight.json) or a missing path: one clear line, exit 2,
+    not a tokenizer traceback."""
+    from typer.testing import CliRunner
+
+    from tamis.cli.main import app
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "2+2?", "output": "4"}) + "\n")
+    dry = tmp_path / "run"
+    dry.mkdir()
+    (dry / "preflight.json").write_text("{}")
+    for ref, said in ((dry, "train without --dry-run first"), (tmp_path / "nope", "no such")):
+        res = CliRunner().invoke(app, ["eval", str(ref), "--data", str(data), "--no-generation"])
+        assert res.exit_code == 2, res.output
+        assert said in " ".join(res.output.split()), res.output
+        assert "Traceback" not in res.output

@@ -76,6 +76,16 @@ def load(ref: str | None, task: str | None = None) -> LoadedModel:
         path = resolve_model(ref, task)
         if ref and not os.path.exists(path) and ref not in ("smollm2", "minilm"):
             raise TamisError(f"no such model folder or tamis run: {ref}")
+        if ref and os.path.isdir(ref) and not os.path.isfile(os.path.join(ref, "config.json")):
+            why = (
+                " (it holds only a --dry-run's preflight.json: train without --dry-run first)"
+                if os.path.isfile(os.path.join(ref, "preflight.json"))
+                else ""
+            )
+            raise TamisError(
+                f"{ref} is neither a tamis run (no run.json) nor a model folder (no config.json)"
+                + why
+            )
         tok = AutoTokenizer.from_pretrained(path)
         model = _from(task, path, [])
         labels = []
