@@ -240,12 +240,16 @@ def token_nll(
         if all(x == IGNORE for x in labels):
             labels = list(ex.input_ids)
         feats.append((ex.input_ids, labels))
-    nll: list[float] = []
-    count: list[int] = []
+    # batches of like lengths: in input order, padding is 39% of the tokens of gsm8k's answers
+    # (the forward pass costs by the padded token), sorted 3%
+    order = sorted(range(len(feats)), key=lambda k: len(feats[k][0]))
+    nll = [0.0] * len(feats)
+    count = [0] * len(feats)
     pad = lm.tok.pad_token_id
     with torch.inference_mode():
-        for i in range(0, len(feats), batch_size):
-            chunk = feats[i : i + batch_size]
+        for i in range(0, len(order), batch_size):
+            where = order[i : i + batch_size]
+            chunk = [feats[k] for k in where]
             n = max(len(ids) for ids, _ in chunk)
             ids = torch.tensor([a + [pad] * (n - len(a)) for a, _ in chunk])
             mask = torch.tensor([[1] * len(a) + [0] * (n - len(a)) for a, _ in chunk])
@@ -255,8 +259,9 @@ def token_nll(
             lp = torch.log_softmax(logits, -1)
             keep = target != IGNORE
             got = lp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            nll.extend((-(got * keep).sum(1)).tolist())
-            count.extend(keep.sum(1).tolist())
+            sums, kept = (-(got * keep).sum(1)).tolist(), keep.sum(1).tolist()
+            for k, v, c in zip(where, sums, kept, strict=True):
+                nll[k], count[k] = v, c
     return nll, count
 
 
