@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= filters,embed,labels,train,eval,report,dev
 
-.PHONY: demo test setup bench clean-out browser
+.PHONY: demo test setup bench clean-out browser doc-examples
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/python -m pytest
+
+# every example of README.md and docs/, the slow ones too (`make test` runs the quick ones)
+doc-examples: $(STAMP)
+	$(BIN)/python tests/doc_examples.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),bench]"
