@@ -86,6 +86,46 @@ def _flipped_batch(tmp: Path) -> tuple[Path, list[int]]:
     return data, bad
 
 
+def test_group_by_length_batches_like_lengths(tmp_path: Path) -> None:
+    """`--group-by-length`: each step's batch holds questions of like token lengths, so far less
+    padding goes through the model than in shuffled batches of the same questions."""
+    import numpy as np
+    from transformers import AutoTokenizer
+    from typer.testing import CliRunner
+
+    from tamis.cli.main import app
+    from tamis.models.embeddings import default_model_path
+
+    data = _b77(tmp_path)  # 120 real questions, 4 to 40 words
+    args = ["train", "--task", "classification", "--train-file", str(data), "-o"]
+    args += [str(tmp_path / "run"), "--max-steps", "6", "--batch-size", "4", "--group-by-length"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["config"]["group_by_length"] is True
+    tok = AutoTokenizer.from_pretrained(default_model_path())
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    length = {r["id"]: len(tok(r["text"])["input_ids"]) for r in rows}
+
+    def padding(batches: list[list[str]]) -> float:
+        """Share of padding tokens: every example padded to its batch's longest."""
+        sizes = [max(length[i] for i in b) * len(b) for b in batches]
+        return 1 - sum(length[i] for b in batches for i in b) / sum(sizes)
+
+    steps = json.loads((tmp_path / "run" / "monitor.json").read_text())["steps"]
+    assert len(steps) == 6 and all(len(s["ids"]) == 4 for s in steps)
+    rng = np.random.default_rng(0)
+    ids = list(length)
+    shuffled = np.mean(
+        [
+            padding(np.array(ids)[rng.permutation(120)[:24]].reshape(6, 4).tolist())
+            for _ in range(200)
+        ]
+    )
+    assert shuffled > 0.2  # these questions vary in length
+    assert padding([s["ids"] for s in steps]) < shuffled / 2
+
+
 def test_minilm_classification_trains_and_reports_accuracy(tmp_path: Path) -> None:
     from tamis.train import TrainConfig
     from tamis.train.trainer import train

@@ -28,6 +28,9 @@ def train(
     max_length: int | None = typer.Option(None, help="tokens per example"),
     seed: int | None = typer.Option(None, help="random seed"),
     full: bool = typer.Option(False, "--full", help="full fine-tuning instead of LoRA"),
+    group_by_length: bool = typer.Option(
+        False, "--group-by-length", help="shuffled batches of like lengths: less padding, faster"
+    ),
     set_: list[str] = typer.Option(None, "--set", help="any other config key: --set lora_r=16"),
     dry_run: bool = typer.Option(False, "--dry-run", help="pre-flight checks only"),
     show: int = typer.Option(0, help="print this many rendered examples, trained tokens in ⟦⟧"),
@@ -51,6 +54,7 @@ def train(
         "max_length": max_length,
         "seed": seed,
         "lora": False if full else None,
+        "group_by_length": True if group_by_length else None,
     }
     for item in set_ or []:
         if "=" not in item:

@@ -38,6 +38,10 @@ class TrainConfig:
     max_length: int = 256
     seed: int = 0
     shuffle: bool = True  # False: input order (curricula, reproducing a known batch)
+    # shuffled batches of like lengths (transformers' LengthGroupedSampler): less padding, 1.6x
+    # faster SmolLM2 LoRA steps on gsm8k at batch 8; off by default, as batches then differ in
+    # length by design (the loss moves with it); ignored with shuffle: false
+    group_by_length: bool = False
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     dropout: float | None = None  # model dropout override (regularisation)

@@ -154,6 +154,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _sampling(shuffle: bool, group_by_length: bool) -> str:
+    """The Trainer's sampler: input order, shuffled, or shuffled in batches of like lengths."""
+    if not shuffle:
+        return "sequential"
+    return "group_by_length" if group_by_length else "random"
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -301,7 +308,9 @@ def _fit(
             max_grad_norm=0.0 if (cfg.monitor and cfg.on_spike == "skip") else cfg.max_grad_norm,
             logging_nan_inf_filter=False,  # a NaN loss must reach the monitor, not be averaged
             logging_steps=1,
-            train_sampling_strategy="random" if over.get("shuffle", cfg.shuffle) else "sequential",
+            train_sampling_strategy=_sampling(
+                over.get("shuffle", cfg.shuffle), cfg.group_by_length
+            ),
             eval_strategy="steps" if has_eval else "no",
             eval_steps=cfg.eval_steps,
             save_strategy="steps",
