@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import tamis
 from conftest import DATA, data_files
+from tamis.cli.main import app
 from tamis.records.exporters import export
 from tamis.records.io import Reader, iter_objects, sniff_filetype, write
+
+runner = CliRunner()
 
 
 def _objects(path: Path) -> list[dict]:
@@ -105,17 +110,96 @@ def test_exporters(tmp_path: Path, gsm8k: list[dict]) -> None:
         {"role": "assistant", "content": gsm8k[0]["output"]},
     ]
     for to in ("openai", "trl", "axolotl"):
-        written = export(recs, str(tmp_path / to / "d.jsonl"), to)
+        written = export(recs, str(tmp_path / to / "d.jsonl"), to).files
         first = json.loads(Path(written[0]).read_text().splitlines()[0])
         assert first["messages"] == expected
-    written = export(recs, str(tmp_path / "lf" / "d.jsonl"), "llamafactory")
+    written = export(recs, str(tmp_path / "lf" / "d.jsonl"), "llamafactory").files
     first = json.loads(Path(written[0]).read_text().splitlines()[0])
     assert first["conversations"][0] == {"from": "human", "value": gsm8k[0]["instruction"]}
     info = json.loads(Path(written[1]).read_text())
     assert info["d"]["file_name"] == "d.jsonl" and info["d"]["formatting"] == "sharegpt"
-    written = export(recs, str(tmp_path / "pc.jsonl"), "trl-prompt-completion")
+    written = export(recs, str(tmp_path / "pc.jsonl"), "trl-prompt-completion").files
     first = json.loads(Path(written[0]).read_text().splitlines()[0])
     assert first["prompt"] == expected[:1] and first["completion"] == expected[1:]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_exports_leave_out_what_the_target_refuses(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """Records the target would refuse or learn nothing from go to <stem>.skipped.jsonl with a
+    reason (records in = exported + skipped); every one it takes is written. Damage: 3 of 20 real
+    gsm8k answers removed or emptied (fixed seed), and GPTeacher role-play turns laid out as
+    ShareGPT conversations that LLaMA-Factory's reader skips (one ends on the user, one opens
+    with the assistant)."""
+    rows = [dict(o) for o in gsm8k[:20]]
+    damaged = sorted(random.Random(7).sample(range(20), 3))
+    for k, i in enumerate(damaged):
+        if k % 2:
+            rows[i]["output"] = "   "
+        else:
+            del rows[i]["output"]
+    (tmp_path / "g.json").write_text(json.dumps(rows))
+    recs = list(tamis.read(str(tmp_path / "g.json")))
+    damaged_ids = [recs[i].id for i in damaged]
+    for to in ("openai", "axolotl", "trl-prompt-completion", "llamafactory"):
+        done = export(recs, str(tmp_path / to / "d.jsonl"), to)
+        kept = _lines(tmp_path / to / "d.jsonl")
+        skipped = _lines(tmp_path / to / "d.skipped.jsonl")
+        assert (done.written, done.skipped, len(kept), len(skipped)) == (17, 3, 17, 3), to
+        assert [s["id"] for s in skipped] == damaged_ids
+        assert [s["record"] for s in skipped] == [rows[i] for i in damaged]
+        assert {s["reasons"][0]["reason"] for s in skipped} == {"no_answer"}
+        assert skipped[0]["reasons"][0]["op"] == f"export:{to}"
+    done = export(recs, str(tmp_path / "trl" / "d.jsonl"), "trl")  # TRL learns from the prompt
+    assert (done.written, done.skipped, done.skipped_path) == (20, 0, None)
+
+    rp = json.loads((DATA / "instruct" / "gpteacher_roleplay.json").read_text())[:3]
+
+    def turn(who: str, text: str) -> dict:
+        return {"from": who, "value": text}
+
+    convs = [
+        [turn("human", rp[0]["instruction"]), turn("gpt", rp[0]["response"])],
+        [
+            turn("human", rp[1]["instruction"]),
+            turn("gpt", rp[1]["response"]),
+            turn("human", rp[2]["instruction"]),
+        ],
+        [turn("gpt", rp[2]["response"]), turn("human", rp[2]["instruction"])],
+    ]
+    path = tmp_path / "rp.jsonl"
+    path.write_text("".join(json.dumps({"conversations": c}) + "\n" for c in convs))
+    lf = tmp_path / "llamafactory"
+    done = export(tamis.read(str(path)), str(lf / "rp.jsonl"), "llamafactory")
+    assert (done.written, done.skipped) == (1, 2)
+    assert done.reasons == {"turn_order": 2}
+    assert [s["id"] for s in _lines(lf / "rp.skipped.jsonl")] == [
+        "rp.jsonl:2",
+        "rp.jsonl:3",
+    ]
+    # both data sets of the folder stay named in its dataset_info.json
+    assert set(json.loads((lf / "dataset_info.json").read_text())) == {"d", "rp"}
+    # OpenAI takes all three: it learns from the assistant turns wherever they stand
+    assert export(tamis.read(str(path)), str(tmp_path / "oa.jsonl"), "openai").written == 3
+
+
+def test_convert_says_what_it_left_out(tmp_path: Path) -> None:
+    """Plain text has no answer to learn: to OpenAI nothing can go (exit 2, no empty file left
+    for a later step), to TRL it all goes; the count and the skipped file are printed."""
+    src = tmp_path / "tweets.txt"
+    texts = (DATA / "tweeteval" / "sentiment" / "val_text.txt").read_text().splitlines()[:12]
+    src.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "oa.jsonl"
+    res = runner.invoke(app, ["convert", str(src), "-o", str(out), "--to", "openai"])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())  # rich wraps long lines
+    assert "none of the records can go to OpenAI" in said and "--to trl" in said
+    assert not out.exists() and len(_lines(tmp_path / "oa.skipped.jsonl")) == 12
+    res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "t.jsonl"), "--to", "trl"])
+    assert res.exit_code == 0 and "(12 records)" in " ".join(res.output.split())
+    assert not (tmp_path / "t.skipped.jsonl").exists()
 
 
 def test_classification_exports_label_as_answer(tmp_path: Path) -> None:

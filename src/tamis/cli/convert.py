@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from tamis.cli.common import (
@@ -17,7 +19,8 @@ from tamis.cli.common import (
     field_map,
     user_errors,
 )
-from tamis.records.exporters import EXPORTERS, export
+from tamis.errors import TamisError
+from tamis.records.exporters import EXPORTERS, TARGET_NAMES, export
 from tamis.records.io import Reader, write
 
 
@@ -53,15 +56,37 @@ def _convert(**o: object) -> None:
         o["output_field"],
     )
     reader = Reader(list(o["inputs"]), format=o["format"], fields=fields)
+    skipped = None
     if o["to"] == "same":
         n = write(reader, o["output"])
         written = [o["output"]]
     else:
-        written = export(reader, o["output"], o["to"])
-        n = None
+        done = export(reader, o["output"], o["to"])
+        n, skipped = done.written, done
+        written = [f for f in done.files if f != done.skipped_path]
     for q in reader.quarantined:
         console.print(f"[yellow]skipped[/] {q.source}:{q.line}: {q.error}", highlight=False)
+    if skipped is not None and skipped.skipped:
+        target = TARGET_NAMES[str(o["to"])]
+        why = ", ".join(f"{code} {k:,}" for code, k in skipped.reasons.most_common())
+        console.print(
+            f"[yellow]left out[/] {skipped.skipped:,} record{'' if skipped.skipped == 1 else 's'} "
+            f"{target} would refuse or learn "
+            f"nothing from ({why}): {skipped.skipped_path}",
+            highlight=False,
+        )
+        if not n:  # no empty file left for a later step to train on
+            for path in written:
+                os.remove(path)
+            raise TamisError(
+                f"none of the records can go to {target} ({why}); see {skipped.skipped_path}"
+                + ("; plain text trains with --to trl" if "no_answer" in skipped.reasons else "")
+            )
     console.print(
-        f"wrote {', '.join(written)}" + (f" ({n} records)" if n is not None else ""),
-        highlight=False,
+        f"wrote {', '.join(written)} ({n:,} record{'' if n == 1 else 's'})", highlight=False
     )
+    if o["to"] == "openai" and 0 < n < 10:
+        console.print(
+            f"[yellow]note[/] OpenAI fine-tuning takes at least 10 examples; this file has {n}",
+            highlight=False,
+        )

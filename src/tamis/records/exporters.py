@@ -3,13 +3,21 @@
 Each exporter turns a Record into one JSON object; `export` writes the file and, where the stack
 needs one, the config entry beside it (LLaMA-Factory's `dataset_info.json`, an Axolotl
 `datasets:` snippet). A classification record becomes a chat whose answer is its label.
+
+An object the target would refuse or learn nothing from (OpenAI rejects an example without an
+assistant message, LLaMA-Factory skips a conversation whose turns do not alternate user/assistant,
+a prompt-completion row needs both) is not written: it goes to `<name>.skipped.jsonl` beside the
+output with its reason, in the shape of `tamis clean`'s rejected.jsonl, so records in = exported +
+skipped and nothing is lost without a word.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -84,6 +92,88 @@ def export_objects(records: Iterable[Record], to: str) -> Iterator[dict[str, Any
         yield fn(rec)
 
 
+# what each target refuses, or reads and learns nothing from: (reason code, words for people)
+NO_ANSWER = ("no_answer", "no assistant message with text: nothing to learn from")
+OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+def _has_answer(msgs: list[dict[str, Any]]) -> bool:
+    return any(m["role"] == "assistant" and str(m["content"]).strip() for m in msgs)
+
+
+def _check_openai(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """OpenAI's fine-tuning file checks: known roles, and an assistant message to learn from."""
+    roles = sorted({m["role"] for m in obj["messages"]} - OPENAI_ROLES)
+    if roles:
+        return "unknown_role", f"role {', '.join(roles)} is not one OpenAI takes"
+    return None if _has_answer(obj["messages"]) else NO_ANSWER
+
+
+def _check_trl(obj: dict[str, Any]) -> tuple[str, str] | None:
+    if "text" in obj:
+        return None if str(obj["text"]).strip() else ("empty", "no text")
+    return None if any(str(m["content"]).strip() for m in obj["messages"]) else ("empty", "no text")
+
+
+def _check_prompt_completion(obj: dict[str, Any]) -> tuple[str, str] | None:
+    if not _has_answer(obj["completion"]):
+        return NO_ANSWER
+    if not any(str(m["content"]).strip() for m in obj["prompt"]):
+        return "no_prompt", "nothing before the answer to prompt it"
+    return None
+
+
+def _check_axolotl(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """Axolotl's chat_template trains on assistant turns: a row without one teaches nothing."""
+    return None if _has_answer(obj["messages"]) else NO_ANSWER
+
+
+def _check_llamafactory(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """LLaMA-Factory's sharegpt reader skips a conversation unless its turns alternate
+    human/observation and gpt/function_call, starting with human, in pairs."""
+    conv = obj["conversations"]
+    if not any(m["from"] == "gpt" and str(m["value"]).strip() for m in conv):
+        return NO_ANSWER
+    for i, m in enumerate(conv):
+        want = ("human", "observation") if i % 2 == 0 else ("gpt", "function_call")
+        if m["from"] not in want:
+            return (
+                "turn_order",
+                f"turn {i + 1} is '{m['from']}' where LLaMA-Factory needs {' or '.join(want)}",
+            )
+    if len(conv) % 2:
+        return "turn_order", "the conversation ends on a user turn: LLaMA-Factory needs pairs"
+    return None
+
+
+CHECKS: dict[str, Callable[[dict[str, Any]], tuple[str, str] | None]] = {
+    "openai": _check_openai,
+    "trl": _check_trl,
+    "trl-prompt-completion": _check_prompt_completion,
+    "axolotl": _check_axolotl,
+    "llamafactory": _check_llamafactory,
+}
+TARGET_NAMES = {
+    "openai": "OpenAI fine-tuning",
+    "trl": "TRL",
+    "trl-prompt-completion": "TRL prompt-completion",
+    "axolotl": "Axolotl",
+    "llamafactory": "LLaMA-Factory",
+}
+
+
+@dataclass
+class Exported:
+    """What `export` wrote: the files (data first, then its sidecar and the skipped records if
+    any), how many records went out, and how many were skipped, by reason."""
+
+    files: list[str]
+    written: int = 0
+    skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    skipped_path: str | None = None
+
+
 def sidecar(to: str, path: str, name: str | None = None) -> tuple[str, str] | None:
     """The config a stack needs next to the data file: (file name, text), or None."""
     base = os.path.basename(path)
@@ -120,20 +210,72 @@ def sidecar(to: str, path: str, name: str | None = None) -> tuple[str, str] | No
     return None
 
 
-def export(records: Iterable[Record], path: str, to: str) -> list[str]:
-    """Write `records` exported to `to` at `path`, plus its sidecar; return the files written."""
-    from tamis.records.io import write_objects
+def _merged(to: str, side_path: str, text: str) -> str:
+    """LLaMA-Factory's dataset_info.json with the entries already there kept: it names every data
+    set of its folder (train and eval, say), and a config picks them by name. (Axolotl's snippet
+    is written afresh: whether a second file trains or evaluates is the config's choice.)"""
+    if to != "llamafactory" or not os.path.exists(side_path):
+        return text
+    try:
+        with open(side_path, encoding="utf-8") as fh:
+            entries = json.load(fh)
+    except (OSError, ValueError):  # unreadable: written afresh
+        return text
+    if not isinstance(entries, dict):
+        return text
+    entries.update(json.loads(text))
+    return json.dumps(entries, indent=2) + "\n"
+
+
+def skipped_path_for(path: str) -> str:
+    """Where the records a target cannot take go: `<stem>.skipped.jsonl` beside the output."""
+    return os.path.splitext(path)[0] + ".skipped.jsonl"
+
+
+def export(records: Iterable[Record], path: str, to: str) -> Exported:
+    """Write `records` exported to `to` at `path`, plus its sidecar; the records the target would
+    refuse or learn nothing from go to `<stem>.skipped.jsonl` with their reason instead."""
+    from tamis.errors import TamisError
+    from tamis.records.io import dumps, write_objects
 
     if to not in EXPORTERS:
-        from tamis.errors import TamisError
-
         raise TamisError(f"unknown export target '{to}'; choose from {sorted(EXPORTERS)}")
-    write_objects(export_objects(records, to), path)
-    written = [path]
+    fn, check = EXPORTERS[to], CHECKS[to]
+    result = Exported([path])
+    skipped = skipped_path_for(path)
+    if os.path.exists(skipped):  # a stale file from an earlier run would tell of records not here
+        os.remove(skipped)
+    sink: Any = None
+
+    def good() -> Iterator[dict[str, Any]]:
+        nonlocal sink
+        for rec in records:
+            obj = fn(rec)
+            problem = check(obj)
+            if problem is None:
+                yield obj
+                continue
+            if sink is None:
+                sink = open(skipped, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+            code, detail = problem
+            why = {"op": f"export:{to}", "reason": code, "detail": detail}
+            sink.write(dumps({"id": rec.id, "record": rec.raw, "reasons": [why]}) + "\n")
+            result.skipped += 1
+            result.reasons[code] += 1
+
+    try:
+        result.written = write_objects(good(), path)
+    finally:
+        if sink is not None:
+            sink.close()
     side = sidecar(to, path)
     if side:
         side_path = os.path.join(os.path.dirname(os.path.abspath(path)), side[0])
+        text = _merged(to, side_path, side[1])
         with open(side_path, "w", encoding="utf-8") as fh:
-            fh.write(side[1])
-        written.append(side_path)
-    return written
+            fh.write(text)
+        result.files.append(side_path)
+    if result.skipped:
+        result.skipped_path = skipped
+        result.files.append(skipped)
+    return result

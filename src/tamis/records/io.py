@@ -547,15 +547,15 @@ def dumps(obj: Any) -> str:
 def write(records: Iterable[Record], path: str, to: str = "same") -> int:
     """Write records to `path` (type from its extension) in their own format, or exported.
 
-    `to` is "same" (the input's own fields) or an exporter name (see `tamis.records.exporters`).
-    Returns the number of objects written.
+    `to` is "same" (the input's own fields) or an exporter name (see `tamis.records.exporters`:
+    then as `export`, with its sidecar, and what the target would refuse in
+    `<name>.skipped.jsonl`). Returns the number of objects written.
     """
-    from tamis.records.exporters import export_objects
+    if to != "same":
+        from tamis.records.exporters import export
 
-    objs: Iterable[Any] = (
-        (r.to_raw() for r in records) if to == "same" else export_objects(records, to)
-    )
-    return write_objects(objs, path)
+        return export(records, path, to).written
+    return write_objects((r.to_raw() for r in records), path)
 
 
 def write_objects(objs: Iterable[Any], path: str) -> int:
