@@ -14,7 +14,7 @@ import tamis
 from conftest import DATA, data_files
 from tamis.cli.main import app
 from tamis.records.exporters import export
-from tamis.records.io import Reader, iter_objects, sniff_filetype, write
+from tamis.records.io import Reader, compression_of, iter_objects, sniff_filetype, write
 
 runner = CliRunner()
 
@@ -247,3 +247,74 @@ def test_json_arrays_stream_element_by_element(chunk: int, monkeypatch, tmp_path
     with pytest.raises(io.InputError, match="malformed JSON") as e:
         list(iter_objects(str(bad), "json", 1 << 20))
     assert e.value.line == whole.value.lineno
+
+
+def _compress(data: bytes, path: Path, kind: str) -> Path:
+    import bz2
+    import gzip
+    import lzma
+
+    import pyarrow as pa
+
+    if kind == "zstd":
+        with pa.output_stream(str(path), compression="zstd") as fh:
+            fh.write(data)
+    else:
+        path.write_bytes({"gzip": gzip, "bz2": bz2, "xz": lzma}[kind].compress(data))
+    return path
+
+
+SUFFIX = {"gzip": ".gz", "bz2": ".bz2", "xz": ".xz", "zstd": ".zst"}
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bz2", "xz", "zstd"])
+def test_compressed_files_read_as_the_plain_ones(kind: str, tmp_path: Path) -> None:
+    """A gzip/bzip2/xz/zstd file reads as the file inside it, streamed: the same objects and
+    detected format, ids named after the compressed file."""
+    plain = [
+        DATA / "instruct" / "gpteacher_roleplay.json",  # a JSON array, streamed element-wise
+        DATA / "banking77" / "test.csv",
+        DATA / "tweeteval" / "sentiment" / "val_text.txt",
+    ]
+    jsonl = tmp_path / "gsm.jsonl"
+    rows = json.loads((DATA / "instruct" / "gsm_8k_train.json").read_text())[:300]
+    jsonl.write_text("".join(json.dumps(o) + "\n" for o in rows))
+    for path in [*plain, jsonl]:
+        packed = _compress(path.read_bytes(), tmp_path / (path.name + SUFFIX[kind]), kind)
+        want, got = tamis.read(str(path)), tamis.read(str(packed))
+        a, b = list(want), list(got)
+        assert [r.to_raw() for r in b] == [r.to_raw() for r in a], packed.name
+        assert got.files[0].format == want.files[0].format
+        assert b[0].id == f"{packed.name}:{a[0].id.split(':')[1]}"
+
+
+def test_compressed_clean_and_export(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """`tamis clean` (2 workers) on a gzip file keeps and rejects what it does on the plain file;
+    `convert` writes .gz / .xz / .zst when the output is named so; a cut-off archive stops the
+    run with one line naming the file (exit 2)."""
+    plain = tmp_path / "gsm.jsonl"
+    plain.write_text(
+        "".join(json.dumps({"id": f"r{i}", **o}) + "\n" for i, o in enumerate(gsm8k[:400]))
+    )
+    packed = _compress(plain.read_bytes(), tmp_path / "gsm.jsonl.gz", "gzip")
+    for src, out in ((plain, "o1"), (packed, "o2")):
+        res = runner.invoke(app, ["clean", str(src), "-o", str(tmp_path / out), "-w", "2", "-q"])
+        assert res.exit_code == 0, res.output
+    for name in ("kept.jsonl", "rejected.jsonl", "changes.jsonl"):
+        assert (tmp_path / "o1" / name).read_bytes() == (tmp_path / "o2" / name).read_bytes()
+    for out in ("back.jsonl.gz", "back.json.xz", "back.csv.zst"):
+        same = out.rsplit(".", 1)[0]  # written plain from the plain file, for comparison
+        for src, dst in ((packed, out), (plain, same)):
+            res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / dst)])
+            assert res.exit_code == 0, res.output
+        assert (
+            compression_of(str(tmp_path / out))
+            == {"gz": "gzip", "xz": "xz", "zst": "zstd"}[out.rsplit(".", 1)[1]]
+        )
+        back = [r.to_raw() for r in tamis.read(str(tmp_path / out))]
+        assert len(back) == 400 and back == [r.to_raw() for r in tamis.read(str(tmp_path / same))]
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed.read_bytes()[: len(packed.read_bytes()) // 2])
+    res = runner.invoke(app, ["clean", str(cut), "-o", str(tmp_path / "o3")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "cut.jsonl.gz" in said and "damaged or cut off" in said

@@ -1,5 +1,9 @@
 """Streaming readers (JSONL, JSON, CSV/TSV, Parquet, TXT) and writers.
 
+Text files may come compressed (gzip, bzip2, xz or zstd, found by their first bytes; `.gz`,
+`.bz2`, `.xz`, `.zst` after the type's own extension): they are read through the decompressor as a
+stream, and a writer whose path ends so compresses.
+
 Readers stream: JSONL, CSV, TXT and Parquet are read a line / row group at a time, and a JSON
 array an element at a time, so memory does not grow with the file. A JSON object of arrays
 (`{"data": [...]}`, columns) is one value and is parsed whole; prefer JSONL or an array for very
@@ -12,10 +16,14 @@ affects one record goes to quarantine with its file, line and error, and the res
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
 import glob
+import gzip
+import io
 import json
+import lzma
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -40,7 +48,84 @@ EXTENSIONS = {
     ".txt": "txt",
 }
 
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
 csv.field_size_limit(sys.maxsize)
+
+
+def compression_of(path: str) -> str | None:
+    """The compression of a file, from its first bytes (not its name): gzip, bz2, xz, zstd."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def data_extension(path: str) -> str:
+    """The extension that says the type of the data: `.jsonl` for `train.jsonl.gz`."""
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in COMPRESSIONS:
+        ext = os.path.splitext(stem)[1]
+    return ext.lower()
+
+
+class _Decompressed(io.RawIOBase):
+    """A decompressor's stream whose errors (a damaged or cut-off archive) name the file."""
+
+    def __init__(self, fh: Any, path: str, kind: str) -> None:
+        self._fh, self._path, self._kind = fh, path, kind
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            data = self._fh.read(len(b))
+        except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
+            raise InputError(
+                f"cannot decompress ({self._kind}): the file is damaged or cut off ({e})",
+                self._path,
+            ) from None
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """The file's bytes, decompressed when it is gzip, bzip2, xz or zstd (pyarrow's codec)."""
+    kind = compression_of(path)
+    if kind is None:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    if kind == "zstd":
+        import pyarrow as pa
+
+        fh: Any = pa.input_stream(path, compression="zstd")
+    else:
+        fh = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path, "rb")
+    return io.BufferedReader(_Decompressed(fh, path, kind), 1 << 16)
+
+
+def open_text_out(path: str, newline: str | None = None) -> Any:
+    """A text file to write at `path`, compressed when its name ends in .gz, .bz2, .xz or .zst."""
+    kind = COMPRESSIONS.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        return open(path, "w", encoding="utf-8", newline=newline)  # noqa: SIM115
+    if kind == "zstd":
+        import pyarrow as pa
+
+        raw: Any = pa.output_stream(path, compression="zstd")
+    else:
+        raw = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path, "wb")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline=newline)
 
 
 @dataclass(slots=True)
@@ -116,15 +201,22 @@ def expand_paths(inputs: Iterable[str]) -> list[str]:
 
 def sniff_filetype(path: str) -> str:
     """The file type from its extension, or from its first bytes; refuse binary files."""
-    with open(path, "rb") as fh:
+    kind = compression_of(path)
+    with open_binary(path) as fh:
         head = fh.read(8192)
     if not head:
         raise InputError("file is empty", path)
     if head[:4] == b"PAR1":
+        if kind:
+            raise InputError(
+                f"a Parquet file inside {kind}: Parquet compresses its own columns; "
+                "decompress the file first",
+                path,
+            )
         return "parquet"
     if b"\x00" in head:
         raise InputError("looks like a binary file, not JSONL, JSON, CSV, TSV or Parquet", path)
-    ext = os.path.splitext(path)[1].lower()
+    ext = data_extension(path)
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]
     first = head.lstrip()[:1]
@@ -145,7 +237,7 @@ def sniff_filetype(path: str) -> str:
 
 def _iter_jsonl_raw(path: str, max_bytes: int) -> Iterator[tuple[int, bytes] | Quarantined]:
     """Non-blank lines of a JSONL file, unparsed; lines over the size limit are quarantined."""
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
@@ -178,12 +270,12 @@ def _iter_jsonl(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarant
 
 
 def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"["):
         yield from _json_elements(_iter_json_array(path))
         return
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         data = fh.read()
     try:
         value = json.loads(data.decode("utf-8-sig"))
@@ -241,7 +333,7 @@ def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str,
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8-sig")()
     buf, pos, line, read, eof = "", 0, 1, 0, False
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
 
         def more() -> None:
             nonlocal buf, pos, read, eof
@@ -318,7 +410,10 @@ def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str,
 
 
 def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+    text = io.TextIOWrapper(
+        open_binary(path), encoding="utf-8", errors="surrogateescape", newline=""
+    )
+    with text as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         try:
             header = next(reader)
@@ -347,7 +442,7 @@ def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, 
 
 
 def _iter_txt(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         for n, raw in enumerate(fh, 1):
             line = raw.rstrip(b"\r\n")  # blank lines stay records: line n is record n
             try:
@@ -559,30 +654,31 @@ def write(records: Iterable[Record], path: str, to: str = "same") -> int:
 
 
 def write_objects(objs: Iterable[Any], path: str) -> int:
-    ext = os.path.splitext(path)[1].lower()
-    filetype = EXTENSIONS.get(ext, "jsonl")
+    filetype = EXTENSIONS.get(data_extension(path), "jsonl")
+    if filetype == "parquet" and os.path.splitext(path)[1].lower() in COMPRESSIONS:
+        raise InputError("Parquet compresses its own columns: write .parquet", path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     n = 0
     if filetype == "jsonl":
-        with open(path, "w", encoding="utf-8") as fh:
+        with open_text_out(path) as fh:
             for o in objs:
                 fh.write(dumps(o) + "\n")
                 n += 1
     elif filetype == "json":
         items = list(objs)
-        with open(path, "w", encoding="utf-8") as fh:
+        with open_text_out(path) as fh:
             json.dump(items, fh, ensure_ascii=False, indent=2)
         n = len(items)
     elif filetype in ("csv", "tsv"):
         items = list(objs)
         keys = list(dict.fromkeys(k for o in items for k in o))
-        with open(path, "w", encoding="utf-8", newline="") as fh:
+        with open_text_out(path, newline="") as fh:
             w = csv.DictWriter(fh, keys, delimiter="\t" if filetype == "tsv" else ",")
             w.writeheader()
             w.writerows(items)
         n = len(items)
     elif filetype == "txt":
-        with open(path, "w", encoding="utf-8") as fh:
+        with open_text_out(path) as fh:
             for o in objs:
                 fh.write(str(o.get("text", "")) + "\n")
                 n += 1
