@@ -93,6 +93,91 @@ def test_every_format_is_detected_and_round_trips(
     assert msgs[-1]["content"] in (gsm8k[0]["output"], gsm8k[0]["instruction"])
 
 
+def _chat(o: dict, key: str, who: tuple[str, str], text: str) -> list[dict]:
+    return [{key: who[0], text: o["instruction"]}, {key: who[1], text: o["output"]}]
+
+
+# the field names real instruction and chat data sets use, on real gsm8k rows
+VARIANTS = [
+    (
+        "alpaca",
+        lambda o: {"question": o["instruction"], "answer": o["output"]},
+        "question as instruction, answer as output",
+    ),  # the original GSM8K
+    (
+        "alpaca",
+        lambda o: {
+            "instruction": o["instruction"],
+            "context": "",
+            "response": o["output"],
+            "category": "open_qa",
+        },
+        "context as input, response as output",
+    ),  # Dolly
+    (
+        "alpaca",
+        lambda o: {
+            "system_prompt": "Think step by step.",
+            "question": o["instruction"],
+            "response": o["output"],
+        },
+        "question as instruction",
+    ),  # OpenOrca
+    (
+        "alpaca",
+        lambda o: {"prompt": o["instruction"], "response": o["output"]},
+        "prompt as instruction",
+    ),
+    (
+        "openai",
+        lambda o: {
+            "conversation": _chat(o, "role", ("user", "assistant"), "content"),
+            "model": "vicuna-13b",
+        },
+        "turns from 'conversation'",
+    ),  # lmsys-chat-1m
+    (
+        "openai",
+        lambda o: {"conversations": _chat(o, "role", ("user", "assistant"), "content")},
+        "turns from 'conversations'",
+    ),
+    (
+        "sharegpt",
+        lambda o: {"messages": _chat(o, "from", ("human", "gpt"), "value")},
+        "turns from 'messages'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "reading"), VARIANTS)
+def test_the_usual_other_field_names_are_read(
+    name: str, build, reading: str, tmp_path: Path, gsm8k: list[dict]
+) -> None:
+    """Other names for the same fields are detected, said, read as the same conversation and
+    written back as they came; an empty Dolly `context` is an input, which may be empty."""
+    objs = [build(o) for o in gsm8k[:30]]
+    p = tmp_path / "in.jsonl"
+    p.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    reader = Reader([str(p)])
+    recs = list(reader)
+    assert reader.files[0].format == name and reading in reader.files[0].why
+    assert [r.to_raw() for r in recs] == objs
+    for r, o in zip(recs, gsm8k, strict=False):
+        msgs = [m for m in r.messages() if m["role"] != "system"]
+        assert msgs == [
+            {"role": "user", "content": o["instruction"]},
+            {"role": "assistant", "content": o["output"]},
+        ]
+    res = tamis.clean(str(p), str(tmp_path / "out"), recipe=_structure_only())
+    assert res.counts["kept"] == 30, (tmp_path / "out" / "rejected.jsonl").read_text()[:500]
+
+
+def _structure_only():
+    from tamis.pipeline.recipe import Recipe
+
+    return Recipe.from_dict({"name": "structure", "ops": [{"structure": {}}]})
+
+
 def test_format_can_be_forced_and_fields_mapped(tmp_path: Path) -> None:
     p = tmp_path / "x.csv"
     p.write_text("utterance,intent\nwhere is my card,card_arrival\n")

@@ -905,8 +905,7 @@ class Heuristics(Operator):
         """The prompt and the answer text, whether there is an answer and a non-empty input."""
         has_answer = any(t.role == "assistant" for t in record.turns)
         has_input = any(
-            t.path[-1] == "input" and isinstance(t.content, str) and t.content.strip()
-            for t in record.turns
+            t.is_input and isinstance(t.content, str) and t.content.strip() for t in record.turns
         )
         return (
             joined(record, prompt_roles(record)),

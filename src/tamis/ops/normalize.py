@@ -157,7 +157,7 @@ class Normalize(Operator):
                 continue
             if (
                 self.p["placeholders"]
-                and turn.path[-1] == "input"
+                and turn.is_input
                 and text.strip().lower() in PLACEHOLDER_INPUTS
             ):
                 changes.append(Change(self.name, turn.field, "placeholder_input", text, ""))

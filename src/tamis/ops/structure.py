@@ -46,7 +46,7 @@ class Structure(Operator):
     def decide(self, record: Record, signals: dict[str, Any]) -> list[Reason]:
         out: list[Reason] = []
         for t in record.turns:
-            is_input = t.path[-1] == "input"
+            is_input = t.is_input
             if t.content is None:
                 if not (is_input and self.p["allow_empty_input"]):
                     out.append(Reason(self.name, "missing_field", detail=t.field))

@@ -37,6 +37,7 @@ class Turn:
     role: str
     content: Any
     path: Path
+    is_input: bool = False  # an instruction's optional input (Alpaca's `input`, Dolly's `context`)
 
     @property
     def field(self) -> str:

@@ -16,11 +16,13 @@ DETECT_ORDER = ("openai", "sharegpt", "alpaca", "prompt_completion", "text_label
 def detect_format(sample: list[Any], fields: FieldMap, path: str) -> tuple[Format, str]:
     """Pick the format most of the sampled objects match; return it and a sentence saying why."""
     votes: Counter[str] = Counter()
+    readings: dict[str, Counter[str]] = {}
     dicts = [o for o in sample if isinstance(o, dict)]
     for obj in dicts:
         for name in DETECT_ORDER:
             if FORMATS[name].detect(obj, fields):
                 votes[name] += 1
+                readings.setdefault(name, Counter())[FORMATS[name].reading(obj, fields)] += 1
                 break
     if not votes:
         keys = sorted({k for o in dicts for k in o})[:12]
@@ -30,7 +32,9 @@ def detect_format(sample: list[Any], fields: FieldMap, path: str) -> tuple[Forma
             path,
         )
     name, n = votes.most_common(1)[0]
-    return FORMATS[name], f"{name} ({n}/{len(sample)} sampled rows match)"
+    reading = readings[name].most_common(1)[0][0]
+    why = f"{name} ({n}/{len(sample)} sampled rows match{'; ' + reading if reading else ''})"
+    return FORMATS[name], why
 
 
 __all__ = ["DETECT_ORDER", "FORMATS", "FieldMap", "Format", "detect_format"]

@@ -1,4 +1,6 @@
-"""Alpaca: `instruction`, optional `input`, and `output` (or `response`, as in GPTeacher)."""
+"""Alpaca: `instruction`, optional `input`, and `output`, under the names instruction data sets use
+for them: `response` (GPTeacher, Dolly), `question`/`answer` (the original GSM8K), `query`,
+`prompt`/`response`, `context` as the input (Dolly), `system_prompt` (OpenOrca)."""
 
 from __future__ import annotations
 
@@ -7,28 +9,45 @@ from typing import Any
 from tamis.records.formats.base import FieldMap, Format, register_format, system_turn
 from tamis.records.model import Turn
 
-OUTPUT_NAMES = ("output", "response")
+INSTRUCTION_NAMES = ("instruction", "question", "query", "prompt")
+INPUT_NAMES = ("input", "context")
+OUTPUT_NAMES = ("output", "response", "answer")
+
+
+def _names(obj: dict[str, Any], fields: FieldMap) -> tuple[str | None, str, str | None]:
+    """The instruction, input and output fields of `obj`: the ones given, else the first usual
+    name it has (None: the object has none)."""
+    ins = fields.instruction_field or next((k for k in INSTRUCTION_NAMES if k in obj), None)
+    inp = fields.input_field or next((k for k in INPUT_NAMES if k in obj), "input")
+    out = fields.output_field or next((k for k in OUTPUT_NAMES if k in obj), None)
+    return ins, inp, out
 
 
 @register_format
 class Alpaca(Format):
     name = "alpaca"
-    description = "instruction / input / output (or response)"
+    description = "instruction / input / output (or question / answer, prompt / response, ...)"
     recipe = "sft"
 
     def detect(self, obj: dict[str, Any], fields: FieldMap) -> bool:
-        ins = fields.instruction_field or "instruction"
-        return ins in obj and (
-            (fields.output_field or "") in obj or any(k in obj for k in OUTPUT_NAMES)
-        )
+        ins, _, out = _names(obj, fields)
+        return ins is not None and ins in obj and out is not None and out in obj
+
+    def reading(self, obj: dict[str, Any], fields: FieldMap) -> str:
+        ins, inp, out = _names(obj, fields)
+        said = [
+            f"{name} as {role}"
+            for name, role in ((ins, "instruction"), (inp, "input"), (out, "output"))
+            if name and name != role and name in obj
+        ]
+        return ", ".join(said)
 
     def turns(self, obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
-        ins = fields.instruction_field or "instruction"
-        inp = fields.input_field or "input"
-        out = fields.output_field or next((k for k in OUTPUT_NAMES if k in obj), "output")
+        ins, inp, out = _names(obj, fields)
+        ins, out = ins or "instruction", out or "output"
         turns = system_turn(obj, fields)
         turns.append(Turn("user", obj.get(ins), (ins,)))
         if inp in obj:
-            turns.append(Turn("user", obj[inp], (inp,)))
+            turns.append(Turn("user", obj[inp], (inp,), is_input=True))
         turns.append(Turn("assistant", obj.get(out), (out,)))
         return turns

@@ -13,6 +13,10 @@ from typing import Any, ClassVar
 from tamis.records.model import Record, Source, Turn
 
 LABEL_FIELDS = ("label", "labels", "category", "class", "intent", "target", "sentiment")
+# a top-level system prompt: `system`, or OpenOrca's `system_prompt`
+SYSTEM_FIELDS = ("system", "system_prompt")
+# the list of turns of a chat: OpenAI's `messages`, ShareGPT's `conversations`, lmsys' singular
+CHAT_FIELDS = ("messages", "conversations", "conversation")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class Format:
     def label_path(self, obj: dict[str, Any], fields: FieldMap) -> str | None:
         return None
 
+    def reading(self, obj: dict[str, Any], fields: FieldMap) -> str:
+        """Which of the format's other field names this object uses, for the detection message
+        (e.g. "question as instruction, answer as output"); '' for the usual ones."""
+        return ""
+
     def to_record(self, obj: Any, source: Source, fields: FieldMap, default_id: str) -> Record:
         turns = self.turns(obj, fields)
         lp = self.label_path(obj, fields)
@@ -75,6 +84,24 @@ def register_format(cls: type[Format]) -> type[Format]:
 
 def system_turn(obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
     """A top-level system prompt field, when the object has one."""
-    if fields.system_field in obj:
-        return [Turn("system", obj[fields.system_field], (fields.system_field,))]
+    names = SYSTEM_FIELDS if fields.system_field == "system" else (fields.system_field,)
+    for name in names:
+        if name in obj:
+            return [Turn("system", obj[name], (name,))]
     return []
+
+
+def chat_field(obj: dict[str, Any], fields: FieldMap, key: str, default: str) -> str:
+    """The field holding an object's turns: the one given, else the first of CHAT_FIELDS whose
+    value is a list of turns that have `key` ("role" for OpenAI, "from" for ShareGPT)."""
+    if fields.messages_field:
+        return fields.messages_field
+    for name in CHAT_FIELDS:
+        turns = obj.get(name)
+        if (
+            isinstance(turns, list)
+            and turns
+            and all(isinstance(t, dict) and key in t for t in turns[:3])
+        ):
+            return name
+    return default

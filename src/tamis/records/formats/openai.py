@@ -1,10 +1,19 @@
-"""OpenAI chat: `messages`, a list of `{"role", "content"}`; optional `tools` and others kept."""
+"""OpenAI chat: `messages`, a list of `{"role", "content"}`; optional `tools` and others kept.
+
+The same turns under `conversations` or `conversation` (lmsys-chat-1m) read the same way.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tamis.records.formats.base import FieldMap, Format, register_format, system_turn
+from tamis.records.formats.base import (
+    FieldMap,
+    Format,
+    chat_field,
+    register_format,
+    system_turn,
+)
 from tamis.records.model import Turn
 
 
@@ -14,15 +23,19 @@ class OpenAIChat(Format):
     description = "messages: [{role, content}, ...] (+ tools)"
     recipe = "sft"
 
-    def _field(self, fields: FieldMap) -> str:
-        return fields.messages_field or "messages"
+    def _field(self, obj: dict[str, Any], fields: FieldMap) -> str:
+        return chat_field(obj, fields, "role", "messages")
 
     def detect(self, obj: dict[str, Any], fields: FieldMap) -> bool:
-        msgs = obj.get(self._field(fields))
+        msgs = obj.get(self._field(obj, fields))
         return isinstance(msgs, list) and all(isinstance(m, dict) and "role" in m for m in msgs[:3])
 
+    def reading(self, obj: dict[str, Any], fields: FieldMap) -> str:
+        f = self._field(obj, fields)
+        return "" if f == "messages" or fields.messages_field else f"turns from '{f}'"
+
     def turns(self, obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
-        f = self._field(fields)
+        f = self._field(obj, fields)
         turns = system_turn(obj, fields)
         msgs = obj.get(f)
         if not isinstance(msgs, list):
