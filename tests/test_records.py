@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -403,3 +404,68 @@ def test_compressed_clean_and_export(tmp_path: Path, gsm8k: list[dict]) -> None:
     res = runner.invoke(app, ["clean", str(cut), "-o", str(tmp_path / "o3")])
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "cut.jsonl.gz" in said and "damaged or cut off" in said
+
+
+CALL = re.compile(r"^(.*?)\b([A-Za-z_]\w*)\('(.*)'\)\s*$", re.S)
+
+
+def _function_calling(n: int) -> list[dict]:
+    """Real Toolformer rows as OpenAI function-calling records: the tool call written at the end of
+    each answer (`... wikipedia('French Revolution')`) becomes a structured `tool_calls` entry."""
+    rows = json.loads(
+        (DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json").read_text()
+    )
+    out = []
+    for i, o in enumerate(r for r in rows if CALL.match(r["output"])):
+        if len(out) == n:
+            break
+        lead, name, arg = CALL.match(o["output"]).groups()
+        call = {"name": name, "arguments": json.dumps({"query": arg})}
+        out.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"{o['instruction']}\n\n{o['input']}"},
+                    {
+                        "role": "assistant",
+                        "content": lead.strip() or None,
+                        "tool_calls": [{"id": f"call_{i}", "type": "function", "function": call}],
+                    },
+                ],
+                "tools": [{"type": "function", "function": {"name": name, "parameters": {}}}],
+            }
+        )
+    return out
+
+
+def test_function_calling_records_keep_their_tool_calls(tmp_path: Path) -> None:
+    """OpenAI function-calling records (real Toolformer calls, some with null content): nothing
+    is flagged for a tool call's empty content, two records that differ only in the call's
+    arguments are not duplicates, the OpenAI export is the input itself, and LLaMA-Factory gets
+    `function_call` turns and a `tools` column."""
+    objs = _function_calling(20)
+    assert sum(o["messages"][1]["content"] is None for o in objs) >= 1
+    twin = json.loads(json.dumps(objs[0]))
+    args = '{"query": "Storming of the Bastille"}'
+    twin["messages"][1]["tool_calls"][0]["function"]["arguments"] = args
+    objs.append(twin)
+    src = tmp_path / "calls.jsonl"
+    src.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    res = tamis.clean(str(src), str(tmp_path / "out"), recipe="sft")
+    reasons = [
+        r["reason"]
+        for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()
+        for r in json.loads(line)["reasons"]
+    ]
+    assert not {"missing_field", "empty_field", "empty_assistant", "empty_answer"} & set(reasons)
+    assert "duplicate" not in reasons and res.counts["input"] == 21
+    done = export(tamis.read(str(src)), str(tmp_path / "oa.jsonl"), "openai")
+    assert done.written == 21 and _lines(tmp_path / "oa.jsonl") == objs
+    export(tamis.read(str(src)), str(tmp_path / "lf" / "calls.jsonl"), "llamafactory")
+    first = _lines(tmp_path / "lf" / "calls.jsonl")[0]
+    assert [t["from"] for t in first["conversations"]] == ["human", "function_call"]
+    call = json.loads(first["conversations"][1]["value"])
+    given = objs[0]["messages"][1]["tool_calls"][0]["function"]
+    assert call == {"name": given["name"], "arguments": json.loads(given["arguments"])}
+    assert json.loads(first["tools"])[0]["name"] == call["name"]
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())["calls"]
+    assert info["columns"]["tools"] == "tools" and info["tags"]["function_tag"] == "function_call"

@@ -347,13 +347,27 @@ def text_turns(record: Record, roles: tuple[str, ...] | None = None) -> list[Tur
 
 
 def record_text(record: Record) -> str:
-    """All string turns of a record, in order: what near-duplicate checks and embeddings compare."""
-    return "\n".join(t.content for t in record.turns if isinstance(t.content, str) and t.content)
+    """All string turns of a record, in order, and the tool calls it makes: what near-duplicate
+    checks and embeddings compare."""
+    parts = []
+    for t in record.turns:
+        if isinstance(t.content, str) and t.content:
+            parts.append(t.content)
+        if t.extra and t.calls_tools:
+            parts.append(t.calls_text)
+    return "\n".join(parts)
 
 
 def joined(record: Record, roles: tuple[str, ...]) -> str:
     """The text of all turns of these roles, joined by blank lines."""
     return "\n\n".join(t.content for t in text_turns(record, roles) if t.content)
+
+
+def ends_in_tool_call(record: Record) -> bool:
+    """Whether the last assistant turn calls tools: its text leads into the call, so it is not an
+    answer that could have been cut off."""
+    last = next((t for t in reversed(record.turns) if t.role == "assistant"), None)
+    return last is not None and last.calls_tools
 
 
 def prompt_roles(record: Record) -> tuple[str, ...]:

@@ -46,7 +46,11 @@ class ExactDedup(Operator):
     def key(self, record: Record) -> int:
         p = self.p
         norm = (p["lowercase"], p["whitespace"], p["punctuation"])
-        parts = [f"{t.role}\x1f{normalise_for_hash(t.text, *norm)}" for t in record.turns]
+        parts = [
+            f"{t.role}\x1f{normalise_for_hash(t.text, *norm)}"
+            + (f"\x1f{t.calls_text}" if t.calls_tools else "")
+            for t in record.turns
+        ]
         if p["include_label"] and record.label is not None:
             parts.append(f"label\x1f{record.label}")
         digest = hashlib.blake2b("\x1e".join(parts).encode("utf-8", "surrogatepass"), digest_size=8)

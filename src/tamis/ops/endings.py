@@ -137,8 +137,8 @@ def _pad(rows: Iterable[list[int]], n: int) -> np.ndarray:
 def _answer(record: Record) -> str | None:
     """The last assistant turn's text, if the record ends with one."""
     turns = [t for t in record.turns if t.role == "assistant"]
-    if not turns or not isinstance(turns[-1].content, str):
-        return None
+    if not turns or not isinstance(turns[-1].content, str) or turns[-1].calls_tools:
+        return None  # a tool call's text leads into the call: not an ending
     return turns[-1].content
 
 

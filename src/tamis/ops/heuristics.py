@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 
 from tamis.ops import ngrams, tokens
-from tamis.ops.base import Operator, Param, Reason, joined, prompt_roles, register
+from tamis.ops.base import (
+    Operator,
+    Param,
+    Reason,
+    ends_in_tool_call,
+    joined,
+    prompt_roles,
+    register,
+)
 from tamis.records.model import Record
 
 PLACEHOLDER_OUTPUTS = {
@@ -726,6 +734,14 @@ def _cut_line(lines: list[str]) -> bool:
     return sum(bool(LINE_ENDED.search(ln)) for ln in before) >= len(before) / 2
 
 
+def _has_answer(record: Record) -> bool:
+    """Whether the record has an answer in words: a turn that only calls tools has none to check
+    (its text rules would read an empty answer)."""
+    return any(
+        t.role == "assistant" and not (t.calls_tools and not t.text.strip()) for t in record.turns
+    )
+
+
 def copy_overlap(
     prompts: ngrams.Flat, answers: ngrams.Flat, short: list[tuple[list[str], list[str]]]
 ) -> np.ndarray:
@@ -903,7 +919,7 @@ class Heuristics(Operator):
     @staticmethod
     def _texts(record: Record) -> tuple[str, str, bool, bool]:
         """The prompt and the answer text, whether there is an answer and a non-empty input."""
-        has_answer = any(t.role == "assistant" for t in record.turns)
+        has_answer = _has_answer(record)
         has_input = any(
             t.is_input and isinstance(t.content, str) and t.content.strip() for t in record.turns
         )
@@ -942,8 +958,9 @@ class Heuristics(Operator):
         )
         sig["cannot_fulfil"] = bool(fulfil and CANNOT_FULFIL.search(prompt))
         sig["refusal"] = bool(REFUSAL.search(answer)) if has_answer else False
-        sig["truncation"] = _truncation(answer) if has_answer else 0.0
-        if has_answer and sig["truncation"] < 1.0 and _open_line(record):
+        cut_checked = has_answer and not ends_in_tool_call(record)
+        sig["truncation"] = _truncation(answer) if cut_checked else 0.0
+        if cut_checked and sig["truncation"] < 1.0 and _open_line(record):
             sig["truncation"] = 1.0
         return sig
 
@@ -966,7 +983,7 @@ class Heuristics(Operator):
 
     def decide(self, record: Record, s: dict[str, Any]) -> list[Reason]:
         p, skip, out = self.p, set(self.p["skip"]), []
-        has_answer = any(t.role == "assistant" for t in record.turns)
+        has_answer = _has_answer(record)
 
         def add(code: str, score: float | None = None, detail: str | None = None) -> None:
             if code not in skip:

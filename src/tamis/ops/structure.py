@@ -46,13 +46,14 @@ class Structure(Operator):
     def decide(self, record: Record, signals: dict[str, Any]) -> list[Reason]:
         out: list[Reason] = []
         for t in record.turns:
-            is_input = t.is_input
+            # an input may be empty (by option); a tool call's content may be null or empty
+            may_be_empty = (t.is_input and self.p["allow_empty_input"]) or t.calls_tools
             if t.content is None:
-                if not (is_input and self.p["allow_empty_input"]):
+                if not may_be_empty:
                     out.append(Reason(self.name, "missing_field", detail=t.field))
             elif not isinstance(t.content, str):
                 out.append(Reason(self.name, "non_string", detail=t.field))
-            elif not t.content.strip() and not (is_input and self.p["allow_empty_input"]):
+            elif not t.content.strip() and not may_be_empty:
                 code = "empty_assistant" if t.role == "assistant" else "empty_field"
                 out.append(Reason(self.name, code, detail=t.field))
             if t.role not in KNOWN_ROLES:

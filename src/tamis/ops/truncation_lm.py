@@ -28,7 +28,15 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any
 
-from tamis.ops.base import Operator, Param, Reason, joined, prompt_roles, register
+from tamis.ops.base import (
+    Operator,
+    Param,
+    Reason,
+    ends_in_tool_call,
+    joined,
+    prompt_roles,
+    register,
+)
 from tamis.records.model import Record
 
 
@@ -84,7 +92,7 @@ class TruncationLM(Operator):
         todo = []
         for i, r in enumerate(records):
             answer = joined(r, ("assistant",)).rstrip()
-            if answer:
+            if answer and not ends_in_tool_call(r):  # text before a call is not an ending
                 todo.append((i, joined(r, prompt_roles(r)), answer))
         bs = max(1, int(self.p["batch_size"]))
         for start in range(0, len(todo), bs):

@@ -13,6 +13,7 @@ skipped and nothing is lost without a word.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -40,40 +41,66 @@ def to_openai(rec: Record) -> dict[str, Any]:
     return out
 
 
+def _with_tools(out: dict[str, Any], rec: Record) -> dict[str, Any]:
+    """The record's tool definitions beside its messages, where the input had them."""
+    if "tools" in rec.meta:
+        out["tools"] = rec.meta["tools"]
+    return out
+
+
 def to_trl(rec: Record) -> dict[str, Any]:
-    """TRL SFTTrainer: conversational `messages`, or `text` for plain-text records."""
+    """TRL SFTTrainer: conversational `messages` (+ `tools`), or `text` for plain-text records."""
     if rec.format == "text":
         return {"text": rec.turns[0].text if rec.turns else ""}
-    return {"messages": _chat(rec)}
+    return _with_tools({"messages": _chat(rec)}, rec)
 
 
 def to_trl_prompt_completion(rec: Record) -> dict[str, Any]:
     """TRL conversational prompt-completion: everything before the last answer is the prompt."""
     msgs = _chat(rec)
     last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=len(msgs))
-    return {"prompt": msgs[:last], "completion": msgs[last : last + 1]}
+    return _with_tools({"prompt": msgs[:last], "completion": msgs[last : last + 1]}, rec)
 
 
 def to_axolotl(rec: Record) -> dict[str, Any]:
-    """Axolotl `type: chat_template` rows: {"messages": [{"role", "content"}, ...]}."""
-    return {"messages": _chat(rec)}
+    """Axolotl `type: chat_template` rows: {"messages": [{"role", "content"}, ...]} (+ `tools`)."""
+    return _with_tools({"messages": _chat(rec)}, rec)
 
 
 _SHAREGPT_ROLE = {"user": "human", "assistant": "gpt", "tool": "observation"}
 
 
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI tool call as LLaMA-Factory writes one: {"name", "arguments": {...}}."""
+    fn = call.get("function", call)
+    args = fn.get("arguments", {})
+    if isinstance(args, str):
+        with contextlib.suppress(ValueError):  # not JSON: kept as the text it is
+            args = json.loads(args)
+    return {"name": fn.get("name"), "arguments": args}
+
+
 def to_llamafactory(rec: Record) -> dict[str, Any]:
-    """LLaMA-Factory sharegpt rows: `conversations` of {from, value} and a `system` field."""
+    """LLaMA-Factory sharegpt rows: `conversations` of {from, value} and a `system` field; a tool
+    call is a `function_call` turn (its calls as JSON), tool definitions a `tools` JSON string."""
     msgs = _chat(rec)
-    system = "\n\n".join(m["content"] for m in msgs if m["role"] == "system")
-    conv = [
-        {"from": _SHAREGPT_ROLE.get(m["role"], m["role"]), "value": m["content"]}
-        for m in msgs
-        if m["role"] != "system"
-    ]
+    system = "\n\n".join(m["content"] or "" for m in msgs if m["role"] == "system")
+    conv = []
+    for m in msgs:
+        if m["role"] == "system":
+            continue
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            calls = [_call(c) for c in m["tool_calls"]]
+            value = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
+            conv.append({"from": "function_call", "value": value})
+            continue
+        conv.append({"from": _SHAREGPT_ROLE.get(m["role"], m["role"]), "value": m["content"]})
     out: dict[str, Any] = {"conversations": conv}
     if system:
         out["system"] = system
+    if "tools" in rec.meta:
+        tools = [t.get("function", t) if isinstance(t, dict) else t for t in rec.meta["tools"]]
+        out["tools"] = json.dumps(tools, ensure_ascii=False)
     return out
 
 
@@ -98,7 +125,12 @@ OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
 def _has_answer(msgs: list[dict[str, Any]]) -> bool:
-    return any(m["role"] == "assistant" and str(m["content"]).strip() for m in msgs)
+    """An assistant message with text, or one that calls tools (what function-calling data
+    teaches)."""
+    return any(
+        m["role"] == "assistant" and (str(m["content"] or "").strip() or m.get("tool_calls"))
+        for m in msgs
+    )
 
 
 def _check_openai(obj: dict[str, Any]) -> tuple[str, str] | None:
@@ -112,13 +144,15 @@ def _check_openai(obj: dict[str, Any]) -> tuple[str, str] | None:
 def _check_trl(obj: dict[str, Any]) -> tuple[str, str] | None:
     if "text" in obj:
         return None if str(obj["text"]).strip() else ("empty", "no text")
-    return None if any(str(m["content"]).strip() for m in obj["messages"]) else ("empty", "no text")
+    if any(str(m["content"] or "").strip() or m.get("tool_calls") for m in obj["messages"]):
+        return None
+    return "empty", "no text"
 
 
 def _check_prompt_completion(obj: dict[str, Any]) -> tuple[str, str] | None:
     if not _has_answer(obj["completion"]):
         return NO_ANSWER
-    if not any(str(m["content"]).strip() for m in obj["prompt"]):
+    if not any(str(m["content"] or "").strip() for m in obj["prompt"]):
         return "no_prompt", "nothing before the answer to prompt it"
     return None
 
@@ -132,7 +166,9 @@ def _check_llamafactory(obj: dict[str, Any]) -> tuple[str, str] | None:
     """LLaMA-Factory's sharegpt reader skips a conversation unless its turns alternate
     human/observation and gpt/function_call, starting with human, in pairs."""
     conv = obj["conversations"]
-    if not any(m["from"] == "gpt" and str(m["value"]).strip() for m in conv):
+    if not any(
+        m["from"] in ("gpt", "function_call") and str(m["value"] or "").strip() for m in conv
+    ):
         return NO_ANSWER
     for i, m in enumerate(conv):
         want = ("human", "observation") if i % 2 == 0 else ("gpt", "function_call")
@@ -183,13 +219,14 @@ def sidecar(to: str, path: str, name: str | None = None) -> tuple[str, str] | No
             name: {
                 "file_name": base,
                 "formatting": "sharegpt",
-                "columns": {"messages": "conversations", "system": "system"},
+                "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
                 "tags": {
                     "role_tag": "from",
                     "content_tag": "value",
                     "user_tag": "human",
                     "assistant_tag": "gpt",
                     "observation_tag": "observation",
+                    "function_tag": "function_call",
                 },
             }
         }

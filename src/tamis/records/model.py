@@ -9,6 +9,7 @@ included; a normalised record differs only in the texts that changed.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,9 @@ class Turn:
     content: Any
     path: Path
     is_input: bool = False  # an instruction's optional input (Alpaca's `input`, Dolly's `context`)
+    # a chat message's fields besides role and content (`tool_calls`, `tool_call_id`, `name`,
+    # `weight`): carried to exports; a message with them is never merged with its neighbour
+    extra: dict[str, Any] | None = None
 
     @property
     def field(self) -> str:
@@ -46,6 +50,25 @@ class Turn:
         for p in self.path:
             out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
         return out
+
+    @property
+    def calls_tools(self) -> bool:
+        """An assistant message that calls tools (its content may then be empty or null)."""
+        return self.role == "assistant" and bool(self.extra and self.extra.get("tool_calls"))
+
+    @property
+    def calls_text(self) -> str:
+        """The tool calls of the message written out, `name(arguments)` a line each: what it says
+        beside its content, for the duplicate checks and embeddings ('' without calls)."""
+        if not self.calls_tools:
+            return ""
+        out = []
+        for call in self.extra["tool_calls"]:  # type: ignore[index]
+            fn = call.get("function", call) if isinstance(call, dict) else {}
+            args = fn.get("arguments", "")
+            args = args if isinstance(args, str) else json.dumps(args, sort_keys=True)
+            out.append(f"{fn.get('name', '')}({args})")
+        return "\n".join(out)
 
     @property
     def text(self) -> str:
@@ -76,17 +99,23 @@ class Record:
         """Texts of the turns, optionally only those of one role."""
         return [t.text for t in self.turns if role is None or t.role == role]
 
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self) -> list[dict[str, Any]]:
         """The record as a chat: consecutive turns of one role joined by a blank line.
 
         An Alpaca record becomes [user: instruction + input, assistant: output]; plain text and
-        text+label records become one `user` message.
+        text+label records become one `user` message. A message with fields of its own (a tool
+        call, a tool result's `tool_call_id`) keeps them, stands alone, and a tool call whose
+        content was null stays null.
         """
-        out: list[dict[str, str]] = []
+        out: list[dict[str, Any]] = []
         for t in self.turns:
             role = "user" if t.role == "text" else t.role
             text = t.text
-            if out and out[-1]["role"] == role:
+            if t.extra:
+                content = None if t.content is None and t.calls_tools else text
+                out.append({"role": role, "content": content, **t.extra})
+                continue
+            if out and out[-1]["role"] == role and len(out[-1]) == 2:
                 if text:
                     out[-1]["content"] = (
                         f"{out[-1]['content']}\n\n{text}" if out[-1]["content"] else text
@@ -111,7 +140,11 @@ class Record:
 
     def content_key(self) -> str:
         """A stable text of what the record says (roles + contents + label), for hashing."""
-        parts = [f"{t.role}\x1f{t.text}" for t in self.turns]
+        parts = [
+            f"{t.role}\x1f{t.text}"
+            + (f"\x1f{json.dumps(t.extra, sort_keys=True)}" if t.extra else "")
+            for t in self.turns
+        ]
         if self.label is not None:
             parts.append(f"label\x1f{self.label}")
         return "\x1e".join(parts)

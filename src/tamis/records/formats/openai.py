@@ -44,5 +44,8 @@ class OpenAIChat(Format):
             if not isinstance(m, dict):
                 turns.append(Turn("?", m, (f, i)))
                 continue
-            turns.append(Turn(str(m.get("role", "?")), m.get("content"), (f, i, "content")))
+            extra = {k: v for k, v in m.items() if k not in ("role", "content")} or None
+            turns.append(
+                Turn(str(m.get("role", "?")), m.get("content"), (f, i, "content"), extra=extra)
+            )
         return turns

@@ -28,8 +28,14 @@ class PromptCompletion(Format):
             value = obj.get(key)
             if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
                 for i, m in enumerate(value):
+                    extra = {k: v for k, v in m.items() if k not in ("role", "content")}
                     turns.append(
-                        Turn(str(m.get("role", role)), m.get("content"), (key, i, "content"))
+                        Turn(
+                            str(m.get("role", role)),
+                            m.get("content"),
+                            (key, i, "content"),
+                            extra=extra or None,
+                        )
                     )
             else:
                 turns.append(Turn(role, value, (key,)))
