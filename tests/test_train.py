@@ -488,3 +488,41 @@ def test_a_trained_mean_pooled_classifier_loads_without_a_load_report(
     ):
         load("minilm", task="classification")  # the base encoder: its head is random
     assert "LOAD REPORT" not in capfd.readouterr().err
+
+
+def test_tool_calls_are_trained_not_dropped(tmp_path: Path) -> None:
+    """A function-calling record (a real Toolformer call as an OpenAI tool call, null content):
+    its call is in the trained tokens, written as text for SmolLM2's template, which knows no
+    tool calls, and passed as structured `tool_calls` (with `tools`) to a template that does."""
+    pytest.importorskip("gguf")
+    from transformers import AutoTokenizer
+
+    import tamis
+    from tamis.models.causal_lm import cached_smollm2
+    from tamis.train.data import IGNORE, sft_example
+    from test_records import _function_calling
+
+    obj = _function_calling(1)[0]
+    obj["messages"][1]["content"] = None
+    obj["messages"].append({"role": "tool", "tool_call_id": "call_0", "content": "Paris, 1789"})
+    obj["messages"].append({"role": "assistant", "content": "It began in 1789."})
+    path = tmp_path / "call.jsonl"
+    path.write_text(json.dumps(obj) + "\n")
+    (rec,) = tamis.read(str(path))
+    call = obj["messages"][1]["tool_calls"][0]["function"]
+    tok = AutoTokenizer.from_pretrained(cached_smollm2())
+    ex = sft_example(rec, tok, 512)
+    trained = tok.decode([t for t, y in zip(ex.input_ids, ex.labels, strict=True) if y != IGNORE])
+    assert (
+        f'"name": "{call["name"]}"' in trained and json.loads(call["arguments"])["query"] in trained
+    )
+    assert "It began in 1789." in trained and "Paris, 1789" not in trained  # the result is read
+    tok.chat_template = (  # tools first, as real templates put them in the system prompt
+        "{% if tools %}[tools {{ tools | length }}]{% endif %}"
+        "{% for m in messages %}<{{ m.role }}>{{ m.content or '' }}"
+        "{% for c in m.tool_calls or [] %}[call {{ c.function.name }}]{% endfor %}</{{ m.role }}>"
+        "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    ex = sft_example(rec, tok, 512)
+    assert f"[call {call['name']}]" in ex.text and "[tools 1]" in ex.text
+    assert "<tool>Paris, 1789</tool>" in ex.text and "<tool_call>" not in ex.text

@@ -8,11 +8,13 @@ works without hand-written markers. Classification: text and label id.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from tamis.errors import TamisError
-from tamis.records.model import Record
+from tamis.records.model import Record, Turn
 
 IGNORE = -100
 
@@ -42,32 +44,79 @@ class Example:
         }
 
 
-def _messages(record: Record) -> list[dict[str, str]]:
-    msgs = []
+def _written_calls(turn: Turn) -> str:
+    """A tool-calling turn as text, for a chat template that knows no tool calls: its words, then
+    each call as `<tool_call>{"name", "arguments"}</tool_call>` (the Hermes / Qwen layout)."""
+    out = [turn.text] if turn.text.strip() else []
+    for call in (turn.extra or {}).get("tool_calls", []):
+        fn = call.get("function", call) if isinstance(call, dict) else {}
+        args = fn.get("arguments", {})
+        if isinstance(args, str):
+            with contextlib.suppress(ValueError):
+                args = json.loads(args)
+        body = json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
+        out.append(f"<tool_call>\n{body}\n</tool_call>")
+    return "\n".join(out)
+
+
+def _messages(record: Record, tools: bool = False) -> list[dict[str, Any]]:
+    """The record as the chat template's messages. A turn that calls tools is trained on: with a
+    template that renders `tool_calls` (`tools`) as structured calls, else written into its text;
+    a tool result is a `tool` turn for such a template and a `user` turn for the others."""
+    msgs: list[dict[str, Any]] = []
     for t in record.turns:
-        if isinstance(t.content, str) and t.content:
-            role = t.role if t.role in ("system", "user", "assistant") else "user"
-            msgs.append({"role": role, "content": t.content})
+        if t.calls_tools:
+            if tools:
+                calls = t.extra["tool_calls"]  # type: ignore[index]
+                msgs.append({"role": "assistant", "content": t.text, "tool_calls": calls})
+            else:
+                msgs.append({"role": "assistant", "content": _written_calls(t)})
+        elif isinstance(t.content, str) and t.content:
+            keep = (
+                ("system", "user", "assistant", "tool")
+                if tools
+                else ("system", "user", "assistant")
+            )
+            msg: dict[str, Any] = {
+                "role": t.role if t.role in keep else "user",
+                "content": t.content,
+            }
+            if tools and t.role == "tool" and t.extra and "tool_call_id" in t.extra:
+                msg["tool_call_id"] = t.extra["tool_call_id"]
+            msgs.append(msg)
     return msgs
 
 
-def _render(tok: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+def _knows_tools(tok: Any) -> bool:
+    """Whether the tokenizer's chat template renders structured tool calls."""
+    return "tool_calls" in str(getattr(tok, "chat_template", None) or "")
+
+
+def _render(
+    tok: Any,
+    messages: list[dict[str, Any]],
+    generation_prompt: bool,
+    tools: list[Any] | None = None,
+) -> str:
+    kwargs = {"tools": tools} if tools else {}
     return tok.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation_prompt
+        messages, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
     )
 
 
 def sft_example(record: Record, tok: Any, max_length: int) -> Example:
     """One chat-templated example; labels are IGNORE outside assistant answers."""
-    msgs = _messages(record)
-    full = _render(tok, msgs, False)
+    structured = _knows_tools(tok)
+    msgs = _messages(record, structured)
+    tools = record.meta.get("tools") if structured else None
+    full = _render(tok, msgs, False, tools)
     spans: list[tuple[int, int]] = []
     role_chars: list[tuple[int, int, str]] = []
     prev_end = 0
     for i, m in enumerate(msgs):
-        upto = _render(tok, msgs[: i + 1], False)
+        upto = _render(tok, msgs[: i + 1], False, tools)
         if m["role"] == "assistant":
-            start = len(_render(tok, msgs[:i], True))
+            start = len(_render(tok, msgs[:i], True, tools))
             if not full.startswith(upto):
                 raise TamisError(f"record {record.id}: the chat template does not render prefixes")
             spans.append((start, len(upto)))
