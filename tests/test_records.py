@@ -469,3 +469,22 @@ def test_function_calling_records_keep_their_tool_calls(tmp_path: Path) -> None:
     assert json.loads(first["tools"])[0]["name"] == call["name"]
     info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())["calls"]
     assert info["columns"]["tools"] == "tools" and info["tags"]["function_tag"] == "function_call"
+
+
+def test_convert_keeps_unreadable_lines(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """Lines that are not records (broken JSON, invalid UTF-8) go to <stem>.quarantine.jsonl
+    with their line and error, as `tamis clean` keeps them: lines in = written + quarantined."""
+    lines = [json.dumps(o).encode() for o in gsm8k[:20]]
+    lines[4] = lines[4][:-9]  # cut inside the object
+    lines[11] = b'{"instruction": "caf\xe9", "output": "x"}'  # Latin-1, not UTF-8
+    src = tmp_path / "broken.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "ok.jsonl.gz")])
+    assert res.exit_code == 0, res.output
+    q = _lines(tmp_path / "ok.quarantine.jsonl")
+    assert [(x["line"], x["error"].split(":")[0]) for x in q] == [
+        (5, "malformed JSON"),
+        (12, "invalid UTF-8 at byte 20"),
+    ]
+    assert len(list(tamis.read(str(tmp_path / "ok.jsonl.gz")))) == 18
+    assert "left out 2 unreadable lines" in " ".join(res.output.split())

@@ -21,7 +21,7 @@ from tamis.cli.common import (
 )
 from tamis.errors import TamisError
 from tamis.records.exporters import EXPORTERS, TARGET_NAMES, export
-from tamis.records.io import Reader, write
+from tamis.records.io import Quarantined, Reader, beside, write, write_objects
 
 
 def convert(
@@ -64,8 +64,7 @@ def _convert(**o: object) -> None:
         done = export(reader, o["output"], o["to"])
         n, skipped = done.written, done
         written = [f for f in done.files if f != done.skipped_path]
-    for q in reader.quarantined:
-        console.print(f"[yellow]skipped[/] {q.source}:{q.line}: {q.error}", highlight=False)
+    _quarantine(reader.quarantined, str(o["output"]))
     if skipped is not None and skipped.skipped:
         target = TARGET_NAMES[str(o["to"])]
         why = ", ".join(f"{code} {k:,}" for code, k in skipped.reasons.most_common())
@@ -90,3 +89,22 @@ def _convert(**o: object) -> None:
             f"[yellow]note[/] OpenAI fine-tuning takes at least 10 examples; this file has {n}",
             highlight=False,
         )
+
+
+def _quarantine(items: list[Quarantined], output: str) -> None:
+    """Input lines that could not be read as records: a few named on the terminal, all of them
+    in `<stem>.quarantine.jsonl` beside the output (as `tamis clean` keeps them)."""
+    path = beside(output, "quarantine.jsonl")
+    if os.path.exists(path):  # a stale file from an earlier run would tell of lines not here
+        os.remove(path)
+    if not items:
+        return
+    write_objects((q.to_json() for q in items), path)
+    for q in items[:5]:
+        console.print(f"[yellow]skipped[/] {q.source}:{q.line}: {q.error}", highlight=False)
+    more = f" ({len(items) - 5:,} more)" if len(items) > 5 else ""
+    console.print(
+        f"[yellow]left out[/] {len(items):,} unreadable line{'' if len(items) == 1 else 's'}"
+        f"{more}, kept with their errors in {path}",
+        highlight=False,
+    )

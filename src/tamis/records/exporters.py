@@ -266,7 +266,9 @@ def _merged(to: str, side_path: str, text: str) -> str:
 
 def skipped_path_for(path: str) -> str:
     """Where the records a target cannot take go: `<stem>.skipped.jsonl` beside the output."""
-    return os.path.splitext(path)[0] + ".skipped.jsonl"
+    from tamis.records.io import beside
+
+    return beside(path, "skipped.jsonl")
 
 
 def export(records: Iterable[Record], path: str, to: str) -> Exported:

@@ -74,6 +74,15 @@ def data_extension(path: str) -> str:
     return ext.lower()
 
 
+def beside(path: str, suffix: str) -> str:
+    """A file next to `path` named after it: `beside("out/train.jsonl.gz", "skipped.jsonl")` is
+    `out/train.skipped.jsonl`."""
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in COMPRESSIONS:
+        stem = os.path.splitext(stem)[0]
+    return f"{stem}.{suffix}"
+
+
 class _Decompressed(io.RawIOBase):
     """A decompressor's stream whose errors (a damaged or cut-off archive) name the file."""
 
