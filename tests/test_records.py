@@ -488,3 +488,31 @@ def test_convert_keeps_unreadable_lines(tmp_path: Path, gsm8k: list[dict]) -> No
     ]
     assert len(list(tamis.read(str(tmp_path / "ok.jsonl.gz")))) == 18
     assert "left out 2 unreadable lines" in " ".join(res.output.split())
+
+
+def test_hugging_face_saved_datasets(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """A `Dataset.save_to_disk` folder (real gsm8k and banking77 rows, written by `datasets`
+    itself) reads as its rows; `convert -o x.arrow` writes what `datasets` loads back; a
+    `DatasetDict` folder stops with its splits named (exit 2)."""
+    datasets = pytest.importorskip("datasets")
+    rows = gsm8k[:200]
+    with open(DATA / "banking77" / "test.csv", newline="") as fh:
+        bank = list(csv.DictReader(fh))[:300]
+    for name, data, fmt in (("gsm", rows, "alpaca"), ("bank", bank, "text_label")):
+        datasets.Dataset.from_list(data).save_to_disk(str(tmp_path / name))
+        reader = tamis.read(str(tmp_path / name))
+        assert [r.to_raw() for r in reader] == data and reader.files[0].format == fmt
+    res = runner.invoke(app, ["clean", str(tmp_path / "gsm"), "-o", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 0, res.output
+    counts = json.loads((tmp_path / "out" / "summary.json").read_text())["counts"]
+    assert counts["input"] == 200 == counts["kept"] + counts["rejected"]
+    res = runner.invoke(app, ["convert", str(tmp_path / "bank"), "-o", str(tmp_path / "b.arrow")])
+    assert res.exit_code == 0, res.output
+    assert datasets.Dataset.from_file(str(tmp_path / "b.arrow")).to_list() == bank
+    splits = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:9])}
+    )
+    splits.save_to_disk(str(tmp_path / "dd"))
+    res = runner.invoke(app, ["check", str(tmp_path / "dd")])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "splits: train, test" in said and "dd/train" in said

@@ -1,10 +1,11 @@
-"""Streaming readers (JSONL, JSON, CSV/TSV, Parquet, TXT) and writers.
+"""Streaming readers (JSONL, JSON, CSV/TSV, Parquet, Arrow, TXT) and writers.
 
 Text files may come compressed (gzip, bzip2, xz or zstd, found by their first bytes; `.gz`,
 `.bz2`, `.xz`, `.zst` after the type's own extension): they are read through the decompressor as a
 stream, and a writer whose path ends so compresses.
 
-Readers stream: JSONL, CSV, TXT and Parquet are read a line / row group at a time, and a JSON
+Readers stream: JSONL, CSV, TXT, Parquet and Arrow (a Hugging Face `save_to_disk` folder stands
+for its Arrow files) are read a line / row group / batch at a time, and a JSON
 array an element at a time, so memory does not grow with the file. A JSON object of arrays
 (`{"data": [...]}`, columns) is one value and is parsed whole; prefer JSONL or an array for very
 large data.
@@ -45,6 +46,7 @@ EXTENSIONS = {
     ".tsv": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".arrow": "arrow",
     ".txt": "txt",
 }
 
@@ -185,8 +187,40 @@ class FileInfo:
     id_prefix: str
 
 
+def saved_dataset_files(folder: str) -> list[str] | None:
+    """The Arrow files of a Hugging Face `Dataset.save_to_disk` folder, in order (None when the
+    folder is not one). A `DatasetDict` folder names its splits in the error."""
+    state = os.path.join(folder, "state.json")
+    if os.path.isfile(state):
+        try:
+            with open(state, encoding="utf-8") as fh:
+                files = [f["filename"] for f in json.load(fh)["_data_files"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(
+                f"a saved Hugging Face dataset whose state.json is unreadable ({e})", folder
+            ) from None
+        return [os.path.join(folder, f) for f in files]
+    splits = os.path.join(folder, "dataset_dict.json")
+    if os.path.isfile(splits):
+        try:
+            with open(splits, encoding="utf-8") as fh:
+                names = json.load(fh).get("splits", [])
+        except (OSError, ValueError, AttributeError):
+            names = []
+        first = (
+            os.path.join(folder.rstrip("/"), names[0]) if names else f"{folder.rstrip('/')}/train"
+        )
+        raise InputError(
+            f"a saved Hugging Face DatasetDict (splits: {', '.join(names) or '?'}); pass one "
+            f"split's folder, such as '{first}'",
+            folder,
+        )
+    return None
+
+
 def expand_paths(inputs: Iterable[str]) -> list[str]:
-    """Expand globs; refuse missing paths and directories with a message that says what to do."""
+    """Expand globs; refuse missing paths and directories with a message that says what to do.
+    A Hugging Face `save_to_disk` folder stands for its Arrow files."""
     out: list[str] = []
     for item in inputs:
         item = str(item)
@@ -196,9 +230,13 @@ def expand_paths(inputs: Iterable[str]) -> list[str]:
                 raise InputError("no file matches this pattern", item)
             out.extend(hits)
         elif os.path.isdir(item):
-            raise InputError(
-                f"is a directory; pass files or a glob such as '{item.rstrip('/')}/*.jsonl'", item
-            )
+            saved = saved_dataset_files(item)
+            if saved is None:
+                raise InputError(
+                    f"is a directory; pass files or a glob such as '{item.rstrip('/')}/*.jsonl'",
+                    item,
+                )
+            out.extend(saved)
         elif not os.path.exists(item):
             raise InputError("no such file", item)
         else:
@@ -215,6 +253,12 @@ def sniff_filetype(path: str) -> str:
         head = fh.read(8192)
     if not head:
         raise InputError("file is empty", path)
+    if head[:6] == b"ARROW1" or (
+        head[:4] == b"\xff\xff\xff\xff" and data_extension(path) == ".arrow"
+    ):
+        if kind:
+            raise InputError(f"an Arrow file inside {kind}: decompress the file first", path)
+        return "arrow"
     if head[:4] == b"PAR1":
         if kind:
             raise InputError(
@@ -236,7 +280,8 @@ def sniff_filetype(path: str) -> str:
         line = head.split(b"\n", 1)[0].strip()
         return "jsonl" if line.endswith(b"}") else "json"
     raise InputError(
-        f"unknown file type '{ext or '(none)'}': use .jsonl, .json, .csv, .tsv, .parquet or .txt",
+        f"unknown file type '{ext or '(none)'}': use .jsonl, .json, .csv, .tsv, .parquet, "
+        ".arrow or .txt",
         path,
     )
 
@@ -478,6 +523,27 @@ def _iter_parquet(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quara
             yield n, obj
 
 
+def _iter_arrow(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+    """An Arrow IPC file or stream (what Hugging Face `datasets` saves), a batch at a time."""
+    import pyarrow as pa
+
+    try:
+        source = pa.memory_map(path)
+        try:
+            reader: Any = pa.ipc.open_file(source)
+            batches: Iterable[Any] = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            source.seek(0)
+            batches = pa.ipc.open_stream(source)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise InputError(f"not a readable Arrow file ({e})", path) from None
+    n = 0
+    for batch in batches:
+        for obj in batch.to_pylist():
+            n += 1
+            yield n, obj
+
+
 def _too_big(size: int, limit: int) -> str:
     return (
         f"record is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit "
@@ -512,6 +578,8 @@ def iter_objects(
         return _iter_csv(path, "\t" if filetype == "tsv" else ",", max_bytes)
     if filetype == "parquet":
         return _iter_parquet(path, max_bytes)
+    if filetype == "arrow":
+        return _iter_arrow(path, max_bytes)
     if filetype == "txt":
         return _iter_txt(path, max_bytes)
     raise InputError(f"unsupported file type {filetype}", path)
@@ -664,8 +732,8 @@ def write(records: Iterable[Record], path: str, to: str = "same") -> int:
 
 def write_objects(objs: Iterable[Any], path: str) -> int:
     filetype = EXTENSIONS.get(data_extension(path), "jsonl")
-    if filetype == "parquet" and os.path.splitext(path)[1].lower() in COMPRESSIONS:
-        raise InputError("Parquet compresses its own columns: write .parquet", path)
+    if filetype in ("parquet", "arrow") and os.path.splitext(path)[1].lower() in COMPRESSIONS:
+        raise InputError(f"write .{filetype} uncompressed", path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     n = 0
     if filetype == "jsonl":
@@ -697,5 +765,13 @@ def write_objects(objs: Iterable[Any], path: str) -> int:
 
         items = list(objs)
         pq.write_table(pa.Table.from_pylist(items), path)
+        n = len(items)
+    elif filetype == "arrow":  # an IPC stream, as Hugging Face `datasets` writes them
+        import pyarrow as pa
+
+        items = list(objs)
+        table = pa.Table.from_pylist(items)
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
         n = len(items)
     return n
