@@ -516,3 +516,21 @@ def test_hugging_face_saved_datasets(tmp_path: Path, gsm8k: list[dict]) -> None:
     res = runner.invoke(app, ["check", str(tmp_path / "dd")])
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "splits: train, test" in said and "dd/train" in said
+
+
+def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """Files saved with a UTF-8 byte-order mark (Excel's CSV, Windows editors) read as without
+    one: the first JSONL record is not quarantined, the CSV's first column keeps its name."""
+    jsonl = tmp_path / "gsm.jsonl"
+    jsonl.write_text("".join(json.dumps(o) + "\n" for o in gsm8k[:30]))
+    plain = [
+        jsonl,
+        DATA / "banking77" / "test.csv",
+        DATA / "tweeteval" / "sentiment" / "val_text.txt",
+    ]
+    for path in plain:
+        marked = tmp_path / f"bom_{path.name}"
+        marked.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+        want, got = tamis.read(str(path)), tamis.read(str(marked))
+        assert [r.to_raw() for r in got] == [r.to_raw() for r in want], marked.name
+        assert not got.quarantined and got.files[0].format == want.files[0].format

@@ -50,6 +50,7 @@ EXTENSIONS = {
     ".txt": "txt",
 }
 
+BOM = b"\xef\xbb\xbf"
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
@@ -272,7 +273,7 @@ def sniff_filetype(path: str) -> str:
     ext = data_extension(path)
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]
-    first = head.lstrip()[:1]
+    first = head.removeprefix(BOM).lstrip()[:1]
     if first == b"[":
         return "json"
     if first == b"{":
@@ -293,6 +294,8 @@ def _iter_jsonl_raw(path: str, max_bytes: int) -> Iterator[tuple[int, bytes] | Q
     """Non-blank lines of a JSONL file, unparsed; lines over the size limit are quarantined."""
     with open_binary(path) as fh:
         for n, raw in enumerate(fh, 1):
+            if n == 1 and raw.startswith(BOM):  # a byte-order mark (Windows editors write one)
+                raw = raw[len(BOM) :]
             if not raw.strip():
                 continue
             if len(raw) > max_bytes:
@@ -465,7 +468,7 @@ def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str,
 
 def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
     text = io.TextIOWrapper(
-        open_binary(path), encoding="utf-8", errors="surrogateescape", newline=""
+        open_binary(path), encoding="utf-8-sig", errors="surrogateescape", newline=""
     )
     with text as fh:
         reader = csv.reader(fh, delimiter=delimiter)
@@ -499,6 +502,8 @@ def _iter_txt(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantin
     with open_binary(path) as fh:
         for n, raw in enumerate(fh, 1):
             line = raw.rstrip(b"\r\n")  # blank lines stay records: line n is record n
+            if n == 1 and line.startswith(BOM):
+                line = line[len(BOM) :]
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as e:
