@@ -367,7 +367,7 @@ def ends_in_tool_call(record: Record) -> bool:
     """Whether the last assistant turn calls tools: its text leads into the call, so it is not an
     answer that could have been cut off."""
     last = next((t for t in reversed(record.turns) if t.role == "assistant"), None)
-    return last is not None and last.calls_tools
+    return last is not None and last.extra is not None and last.calls_tools
 
 
 def prompt_roles(record: Record) -> tuple[str, ...]:

@@ -738,7 +738,8 @@ def _has_answer(record: Record) -> bool:
     """Whether the record has an answer in words: a turn that only calls tools has none to check
     (its text rules would read an empty answer)."""
     return any(
-        t.role == "assistant" and not (t.calls_tools and not t.text.strip()) for t in record.turns
+        t.role == "assistant" and not (t.extra and t.calls_tools and not t.text.strip())
+        for t in record.turns
     )
 
 

@@ -17,9 +17,18 @@ OUTPUT_NAMES = ("output", "response", "answer")
 def _names(obj: dict[str, Any], fields: FieldMap) -> tuple[str | None, str, str | None]:
     """The instruction, input and output fields of `obj`: the ones given, else the first usual
     name it has (None: the object has none)."""
-    ins = fields.instruction_field or next((k for k in INSTRUCTION_NAMES if k in obj), None)
-    inp = fields.input_field or next((k for k in INPUT_NAMES if k in obj), "input")
-    out = fields.output_field or next((k for k in OUTPUT_NAMES if k in obj), None)
+    # the usual names first, without a generator: this runs for every record
+    ins = fields.instruction_field or (
+        "instruction"
+        if "instruction" in obj
+        else next((k for k in INSTRUCTION_NAMES if k in obj), None)
+    )
+    inp = fields.input_field or (
+        "input" if "input" in obj else next((k for k in INPUT_NAMES if k in obj), "input")
+    )
+    out = fields.output_field or (
+        "output" if "output" in obj else next((k for k in OUTPUT_NAMES if k in obj), None)
+    )
     return ins, inp, out
 
 
