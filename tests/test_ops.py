@@ -485,3 +485,47 @@ def test_arithmetic_catches_changed_final_numbers_in_real_answers(gsm8k) -> None
     assert op.decide(clean[0], sig) and not get_operator("arithmetic")(max_wrong=1).decide(
         clean[0], sig
     )
+
+
+def test_token_length_counts_what_training_tokenizes(tmp_path, gsm8k) -> None:
+    """`token_length` counts each real gsm8k record as `tamis train` tokenizes it (SmolLM2's chat
+    template), drops exactly those over max_tokens, and a new max_tokens re-decides from the
+    cached counts; a classification record counts its text with the classifier's tokenizer."""
+    pytest.importorskip("gguf")
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    import tamis
+    from tamis.models.causal_lm import cached_smollm2
+    from tamis.models.embeddings import default_model_path
+    from tamis.pipeline.recipe import Recipe
+    from tamis.train.data import sft_example
+
+    src = tmp_path / "gsm.jsonl"
+    src.write_text(
+        "".join(json.dumps({"id": f"g{i}", **o}) + "\n" for i, o in enumerate(gsm8k[:120]))
+    )
+    tok = AutoTokenizer.from_pretrained(cached_smollm2())
+    want = {r.id: len(sft_example(r, tok, 10**6).input_ids) for r in tamis.read(str(src))}
+    for limit, hits in ((200, 0), (300, 120)):
+        recipe = Recipe.from_dict({"name": "t", "ops": [{"token_length": {"max_tokens": limit}}]})
+        res = tamis.clean(str(src), str(tmp_path / f"o{limit}"), recipe)
+        sig = pq.read_table(tmp_path / f"o{limit}" / "signals.parquet").to_pydict()
+        assert dict(zip(sig["id"], sig["token_length.tokens"], strict=True)) == want
+        rejected = {
+            json.loads(x)["id"]
+            for x in (tmp_path / f"o{limit}" / "rejected.jsonl").read_text().splitlines()
+        }
+        assert rejected == {i for i, n in want.items() if n > limit} and 0 < len(rejected) < 120
+        assert res.summary["timings"]["signal_cache"]["hits"] == hits
+    bank = tmp_path / "bank.csv"
+    bank.write_text("".join((DATA / "banking77" / "test.csv").read_text().splitlines(True)[:41]))
+    mini = default_model_path()
+    recipe = Recipe.from_dict(
+        {"name": "t", "ops": [{"token_length": {"max_tokens": 16, "tokenizer": mini}}]}
+    )
+    tamis.clean(str(bank), str(tmp_path / "ob"), recipe)
+    sig = pq.read_table(tmp_path / "ob" / "signals.parquet").to_pydict()
+    mtok = AutoTokenizer.from_pretrained(mini)
+    texts = [r.turns[0].content for r in tamis.read(str(bank))]
+    assert sig["token_length.tokens"] == [len(mtok(t)["input_ids"]) for t in texts]

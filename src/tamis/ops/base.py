@@ -332,6 +332,7 @@ def _load_builtin() -> None:
         relevance,
         semantic,
         structure,
+        token_length,
         truncation_lm,
     )
 

@@ -109,7 +109,7 @@ def sft_example(record: Record, tok: Any, max_length: int) -> Example:
     structured = _knows_tools(tok)
     msgs = _messages(record, structured)
     tools = record.meta.get("tools") if structured else None
-    full = _render(tok, msgs, False, tools)
+    full = _render(tok, msgs, False, tools)  # what training_text gives
     spans: list[tuple[int, int]] = []
     role_chars: list[tuple[int, int, str]] = []
     prev_end = 0
@@ -138,6 +138,19 @@ def sft_example(record: Record, tok: Any, max_length: int) -> Example:
         truncated = any(a < cut < b or a >= cut for a, b in spans)
         ids, labels = ids[:max_length], labels[:max_length]
     return Example(record.id, ids, labels, full, truncated, role_tokens)
+
+
+def training_text(record: Record, tok: Any) -> tuple[str, bool]:
+    """The text training tokenizes for `record`, and whether with the tokenizer's special tokens:
+    the chat-templated conversation (as `sft_example`), or a classification record's text (as
+    `classification_example`). Without a chat template, the turns one per line."""
+    if record.format == "text_label":
+        return classification_text(record), True
+    if not getattr(tok, "chat_template", None):
+        return "\n".join(m["content"] or "" for m in _messages(record)), False
+    structured = _knows_tools(tok)
+    tools = record.meta.get("tools") if structured else None
+    return _render(tok, _messages(record, structured), False, tools), False
 
 
 def classification_text(record: Record) -> str:
