@@ -487,7 +487,7 @@ def test_arithmetic_catches_changed_final_numbers_in_real_answers(gsm8k) -> None
     )
 
 
-def test_token_length_counts_what_training_tokenizes(tmp_path, gsm8k) -> None:
+def test_token_length_counts_what_training_tokenizes(tmp_path, gsm8k, monkeypatch) -> None:
     """`token_length` counts each real gsm8k record as `tamis train` tokenizes it (SmolLM2's chat
     template), drops exactly those over max_tokens, and a new max_tokens re-decides from the
     cached counts; a classification record counts its text with the classifier's tokenizer."""
@@ -501,6 +501,8 @@ def test_token_length_counts_what_training_tokenizes(tmp_path, gsm8k) -> None:
     from tamis.pipeline.recipe import Recipe
     from tamis.train.data import sft_example
 
+    # A cache of its own: the docs' example counts the same gsm8k rows in the session's cache.
+    monkeypatch.setenv("TAMIS_CACHE_DIR", str(tmp_path / "cache"))
     src = tmp_path / "gsm.jsonl"
     src.write_text(
         "".join(json.dumps({"id": f"g{i}", **o}) + "\n" for i, o in enumerate(gsm8k[:120]))
