@@ -6,11 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import DATA
+from tamis.pipeline.recipe import Recipe
 from tamis.train.monitor import MonitorCore, OverfitDetector, SpikeDetector
 
 pytest.importorskip("peft")
@@ -244,6 +247,10 @@ def test_dry_run_shows_the_loss_mask_and_preflight(tmp_path: Path, gsm16: Path) 
     pre = json.loads((tmp_path / "run" / "preflight.json").read_text())
     assert pre["examples"] == 16 and pre["eos_trained"] is True
     assert 0 < pre["truncated_answers"]["count"] < 16  # 160 tokens cut the longer answers
+    # ... and the warning says how to drop them before training, with a recipe step that builds
+    step = re.search(r"\{token_length: .*\}\}", " ".join(pre["warnings"])).group(0)
+    assert yaml.safe_load(step) == {"token_length": {"max_tokens": 160}}
+    Recipe.from_dict({"name": "fit", "ops": [yaml.safe_load(step)]}).build()
     assert set(pre["tokens_per_role"]) >= {"user", "assistant"}
     # refused with exit 2: an empty training set, every answer cut, eval labels training lacks
     empty = tmp_path / "empty.jsonl"

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tamis.cli.common import (
+    INPUTS_HELP,
     FormatOpt,
     IdFieldOpt,
     InputFieldOpt,
@@ -68,7 +69,7 @@ def _notes(notes: dict) -> str:
 
 
 def clean(
-    inputs: list[str] = typer.Argument(..., help="files or globs (JSONL, JSON, CSV, TSV, Parquet)"),
+    inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
     output: str = typer.Option(..., "--output", "-o", help="output folder"),
     recipe: str = typer.Option(
         None,
@@ -150,7 +151,7 @@ def _clean(**o: object) -> None:
 
 
 def check(
-    inputs: list[str] = typer.Argument(..., help="files or globs"),
+    inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
     recipe: str = typer.Option(None, "--recipe", "-r", help="recipe YAML or built-in name"),
     fail_over: float = typer.Option(
         0, help="exit 1 when findings exceed this: a count, or a fraction of records if < 1"

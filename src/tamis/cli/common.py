@@ -18,6 +18,10 @@ console = Console(stderr=True)
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
+INPUTS_HELP = (
+    "files, globs or datasets save_to_disk folders (JSONL, JSON, CSV/TSV, TXT, Parquet, Arrow; "
+    "also gzip, bzip2, xz or zstd compressed)"
+)
 FORMAT_HELP = f"input format, when detection is wrong: {', '.join(FORMATS)}"
 
 

@@ -7,6 +7,7 @@ import os
 import typer
 
 from tamis.cli.common import (
+    INPUTS_HELP,
     FormatOpt,
     IdFieldOpt,
     InputFieldOpt,
@@ -25,7 +26,7 @@ from tamis.records.io import Quarantined, Reader, beside, write, write_objects
 
 
 def convert(
-    inputs: list[str] = typer.Argument(..., help="files or globs"),
+    inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
     output: str = typer.Option(
         ..., "--output", "-o", help="output file (.jsonl .json .csv .parquet)"
     ),

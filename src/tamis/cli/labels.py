@@ -7,12 +7,12 @@ import json
 import typer
 from rich.table import Table
 
-from tamis.cli.common import FORMAT_HELP, console, out, user_errors
+from tamis.cli.common import FORMAT_HELP, INPUTS_HELP, console, out, user_errors
 
 
 @user_errors
 def label_issues(
-    inputs: list[str] = typer.Argument(..., help="files or globs (any supported format)"),
+    inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
     output: str = typer.Option(..., "-o", "--out", help="folder for label_issues.jsonl"),
     label_field: str | None = typer.Option(None, help="the label column (default: detected)"),
     text_field: str | None = typer.Option(None, help="the text column (default: detected)"),

@@ -6,12 +6,20 @@ import json
 
 import typer
 
-from tamis.cli.common import FormatOpt, LabelFieldOpt, TextFieldOpt, console, out, user_errors
+from tamis.cli.common import (
+    INPUTS_HELP,
+    FormatOpt,
+    LabelFieldOpt,
+    TextFieldOpt,
+    console,
+    out,
+    user_errors,
+)
 
 
 @user_errors
 def profile(
-    inputs: list[str] = typer.Argument(..., help="files or globs (JSONL, JSON, CSV, Parquet)"),
+    inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
     output: str = typer.Option("out/profile", "--output", "-o", help="folder for the report"),
     signals: str | None = typer.Option(
         None, help="the output folder of a `tamis clean` run over the same data"

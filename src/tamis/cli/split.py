@@ -7,12 +7,12 @@ import json
 import typer
 from rich.table import Table
 
-from tamis.cli.common import FORMAT_HELP, console, out, user_errors
+from tamis.cli.common import FORMAT_HELP, INPUTS_HELP, console, out, user_errors
 
 
 @user_errors
 def split(
-    inputs: list[str] = typer.Argument(..., help="files or globs (any supported format)"),
+    inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
     output: str = typer.Option(..., "-o", "--out", help="folder for the split files"),
     ratios: str = typer.Option("0.8,0.1,0.1", help="shares of the splits, comma-separated"),
     names: str | None = typer.Option(None, help="split names (default train,val,test)"),

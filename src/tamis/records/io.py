@@ -269,7 +269,9 @@ def sniff_filetype(path: str) -> str:
             )
         return "parquet"
     if b"\x00" in head:
-        raise InputError("looks like a binary file, not JSONL, JSON, CSV, TSV or Parquet", path)
+        raise InputError(
+            "looks like a binary file, not JSONL, JSON, CSV, TSV, TXT, Parquet or Arrow", path
+        )
     ext = data_extension(path)
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]

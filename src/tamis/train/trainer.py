@@ -82,8 +82,17 @@ def _histogram(values: list[int]) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: int(kv[0].strip("<=>"))))
 
 
-def preflight(examples: list[Example], tok: Any, task: str) -> Preflight:
-    """What will be trained: examples with nothing to learn, cut answers, EOS, tokens per role."""
+def preflight(
+    examples: list[Example],
+    tok: Any,
+    task: str,
+    max_length: int | None = None,
+    model: str | None = None,
+) -> Preflight:
+    """What will be trained: examples with nothing to learn, cut answers, EOS, tokens per role.
+
+    `max_length` and `model` only shape the advice: a cut answer teaches the model to stop
+    mid-answer, and the `token_length` operator drops such records before training."""
     p = Preflight(len(examples))
     if task != "sft":
         return p
@@ -108,7 +117,13 @@ def preflight(examples: list[Example], tok: Any, task: str) -> Preflight:
     if p.no_trained_token:
         p.warnings.append(f"{len(p.no_trained_token)} examples have no trained token")
     if p.truncated:
-        p.warnings.append(f"{len(p.truncated)} assistant answers are cut by max_length")
+        limit = max_length if max_length is not None else "MAX_LENGTH"
+        tokenizer = f", tokenizer: {model}" if model else ""
+        p.warnings.append(
+            f"{len(p.truncated)} assistant answers are cut by max_length: a cut answer teaches the "
+            "model to stop mid-answer; raise max_length, or drop them first with tamis clean and "
+            f"the token_length operator ({{token_length: {{max_tokens: {limit}{tokenizer}}}}})"
+        )
     if p.eos_trained is False:
         p.warnings.append(
             "the end-of-turn token is never trained: the model will not learn to stop"
@@ -217,7 +232,7 @@ def train(
 
     train_ex = [make(r) for r in train_records]
     eval_ex = [make(r) for r in eval_records]
-    pre = preflight(train_ex, tok, cfg.task)
+    pre = preflight(train_ex, tok, cfg.task, cfg.max_length, cfg.model)
     for w in pre.warnings:
         echo(f"warning: {w}")
     if cfg.task == "sft" and train_ex and all(e.truncated for e in train_ex):
