@@ -101,6 +101,34 @@ def test_broken_json_error_names_the_line(tmp_path: Path) -> None:
     assert f"{p}:2:" in output.replace("\n", "")
 
 
+def test_tables_whose_columns_do_not_line_up_stop_the_run(tmp_path: Path, gsm8k) -> None:
+    """A CSV header naming a column twice (a row dict kept only the last one, silently) and a
+    JSON object of arrays of unequal lengths (it was read as one record with list fields)."""
+    rows = (DATA / "banking77" / "train.csv").read_text().splitlines()[:6]
+    csv_file = tmp_path / "twice.csv"
+    csv_file.write_text("\n".join(["text,category,text"] + [f"{r},x" for r in rows[1:]]) + "\n")
+    code, output, _ = _clean(tmp_path, str(csv_file))
+    assert code == 2 and f"{csv_file}:1:" in output.replace("\n", "")
+    assert "names column 'text' twice (columns 1 and 3)" in output.replace("\n", "")
+    cols = tmp_path / "cols.json"
+    cols.write_text(
+        json.dumps(
+            {
+                "instruction": [o["instruction"] for o in gsm8k[:3]],
+                "output": [o["output"] for o in gsm8k[:2]],
+            }
+        )
+    )
+    code, output, _ = _clean(tmp_path, str(cols))
+    assert code == 2 and "arrays differ in length (instruction 3, output 2)" in output
+    # trailing unnamed columns (as spreadsheets export) are not a repeated name
+    ok = tmp_path / "trailing.csv"
+    ok.write_text("\n".join([rows[0] + ",,"] + [f"{r},," for r in rows[1:]]) + "\n")
+    code, output, out = _clean(tmp_path, str(ok))
+    assert code == 0, output
+    assert len(_lines(out / "kept.jsonl")) + len(_lines(out / "rejected.jsonl")) == 5
+
+
 def test_unknown_recipe_operator_is_a_usage_error(tmp_path: Path, gsm_file: Path) -> None:
     r = tmp_path / "r.yaml"
     r.write_text("ops:\n  - nonsense: {}\n")

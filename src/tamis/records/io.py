@@ -352,6 +352,11 @@ def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quaranti
         elif lists and len(lists) == len(value) and len({len(v) for v in lists.values()}) == 1:
             keys = list(lists)
             value = [dict(zip(keys, row, strict=True)) for row in zip(*lists.values(), strict=True)]
+        elif len(lists) > 1 and len(lists) == len(value):
+            # columns of a table that do not line up: pairing them would attach answers to the
+            # wrong questions, and reading the object as one record would hide it
+            sizes = ", ".join(f"{k} {len(v)}" for k, v in lists.items())
+            raise InputError(f"an object of arrays whose arrays differ in length ({sizes})", path)
         else:
             value = [value]
     if not isinstance(value, list):
@@ -478,6 +483,16 @@ def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, 
             header = next(reader)
         except StopIteration:
             raise InputError("file is empty", path) from None
+        seen: dict[str, int] = {}
+        for col, name in enumerate(header, 1):
+            if name in seen and name:  # a dict per row keeps only the last column of a name
+                raise InputError(
+                    f"the header names column {name!r} twice (columns {seen[name]} and {col}); "
+                    "rename one",
+                    path,
+                    1,
+                )
+            seen[name] = col
         width = len(header)
         prev_line = reader.line_num
         for row in reader:
