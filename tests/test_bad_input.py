@@ -129,6 +129,32 @@ def test_tables_whose_columns_do_not_line_up_stop_the_run(tmp_path: Path, gsm8k)
     assert len(_lines(out / "kept.jsonl")) + len(_lines(out / "rejected.jsonl")) == 5
 
 
+def test_a_batch_without_a_single_word_goes_through_every_operator(tmp_path: Path, gsm8k) -> None:
+    """Batch-wise operators used to crash on a batch in which no record has a word (the
+    offensive model's term counts, MinHash's buckets) or a record has no text at all (a chat
+    template refuses an empty conversation): real gsm8k rows emptied, or reduced to symbols,
+    then every operator that needs no reference data."""
+    import yaml
+
+    pytest.importorskip("gguf")  # token_length's offline tokenizer
+    ops = ["normalize", "structure", "heuristics", "arithmetic", "language", "offensive", "pii"]
+    ops += ["endings", "exact_dedup", "minhash_dedup", "semantic_dedup", "outliers"]
+    steps = [{op: {}} for op in ops] + [{"token_length": {"max_tokens": 512}}]
+    recipe = tmp_path / "all.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "all", "ops": steps}))
+    for name, fill in (("empty", ""), ("symbols", "?!")):
+        src = tmp_path / f"{name}.jsonl"
+        rows = [{**o, "instruction": fill, "output": fill} for o in gsm8k[:40]]
+        src.write_text("".join(json.dumps(o) + "\n" for o in rows))
+        res = runner.invoke(
+            app, ["clean", str(src), "-o", str(tmp_path / name), "-r", str(recipe), "--no-cache"]
+        )
+        assert res.exit_code == 0, res.output
+        counts = json.loads((tmp_path / name / "summary.json").read_text())["counts"]
+        assert counts["input"] == 40 == counts["kept"] + counts["rejected"] + counts["quarantined"]
+        assert counts["kept"] <= 1  # nothing to learn from: empty answers and copies
+
+
 def test_unknown_recipe_operator_is_a_usage_error(tmp_path: Path, gsm_file: Path) -> None:
     r = tmp_path / "r.yaml"
     r.write_text("ops:\n  - nonsense: {}\n")

@@ -243,6 +243,10 @@ def test_offensive_scores_equal_alt_profanity_check(tmp_path, monkeypatch) -> No
     ours = ProfanityModel().predict_prob(texts)
     assert np.abs(ours - predict_prob(texts)).max() < 1e-9
     assert (ours >= 0.9).sum() > 50  # tweeteval's offensive class is there
+    # a batch in which no text has a word of the model's vocabulary (empty, or another script:
+    # a batch of Chinese records) used to crash the whole run
+    none = ["", "   ", "你好，世界", "。。。"]
+    assert np.abs(ProfanityModel().predict_prob(none) - predict_prob(none)).max() < 1e-9
     code = (
         "import sys; from tamis.ops.offensive import ProfanityModel; "
         "ProfanityModel().predict_prob(['hello']); print('sklearn' in sys.modules)"

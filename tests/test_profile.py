@@ -77,6 +77,22 @@ def test_profile_of_gsm8k_with_signals_from_a_clean_run(tmp_path: Path, gsm8k: l
     assert any("duplicates: 20 exact" in line for line in prof.summary_lines())
 
 
+def test_profile_of_copies_of_one_text_and_of_records_without_words(tmp_path: Path) -> None:
+    """Fewer distinct texts than topics (KMeans left clusters empty and the report failed on a
+    topic with no example): 30 copies of one real banking77 text, and 30 records of symbols."""
+    from tamis.profile import profile
+
+    text = (DATA / "banking77" / "train.csv").read_text().splitlines()[1].rsplit(",", 1)[0]
+    for name, obj in (("copies", {"text": text.strip('"')}), ("symbols", {"text": "?!"})):
+        src = tmp_path / f"{name}.jsonl"
+        src.write_text((json.dumps(obj) + "\n") * 30)
+        prof = profile([str(src)], str(tmp_path / name))
+        topics = prof.data.get("topics")
+        if topics:  # the embed extra is installed
+            assert [c["size"] for c in topics["clusters"]] == [30]
+        assert (tmp_path / name / "report.html").exists()
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -267,6 +267,25 @@ def test_dry_run_shows_the_loss_mask_and_preflight(tmp_path: Path, gsm16: Path) 
     assert mismatch.exit_code == 2 and "exchange_rate" in mismatch.output
 
 
+def test_an_answer_without_a_prompt_is_rendered_and_trained(gsm16: Path) -> None:
+    """A record whose prompt is empty (its first message is the answer) used to crash the chat
+    template, which refuses an empty conversation, when the answer's start was rendered."""
+    from transformers import AutoTokenizer
+
+    import tamis
+    from tamis.models.causal_lm import cached_smollm2
+    from tamis.train.data import IGNORE, sft_example
+
+    tok = AutoTokenizer.from_pretrained(cached_smollm2())
+    rec = next(iter(tamis.read(str(gsm16))))
+    rec.turns = [t for t in rec.turns if t.role == "assistant"]
+    ex = sft_example(rec, tok, 10**6)
+    trained = tok.decode(
+        [i for i, lab in zip(ex.input_ids, ex.labels, strict=True) if lab != IGNORE]
+    )
+    assert rec.turns[0].content in trained
+
+
 def test_smollm2_lora_loss_goes_down_and_adapter_reloads(tmp_path: Path, gsm16: Path) -> None:
     from tamis.train import TrainConfig
     from tamis.train.trainer import train

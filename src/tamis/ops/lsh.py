@@ -126,6 +126,8 @@ def candidate_pairs(
         if subset is not None and sig.dtype == np.uint32:
             valid = valid[subset]
     idx = np.flatnonzero(valid)
+    if len(idx) < 2:  # no pair (and no records with words: every text empty or symbols only)
+        return np.zeros((0, 2), np.int64)
     out = []
     for b in range(bands):
         blk = columns(sig, b * rows, (b + 1) * rows)

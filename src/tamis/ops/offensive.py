@@ -97,14 +97,17 @@ class ProfanityModel:
             cols.extend(found)
         n, size = len(texts), len(self.idf)
         # term counts per (text, term), then tf-idf, l2-normalised per text
-        key, count = np.unique(np.array(rows, np.int64) * size + cols, return_counts=True)
+        # cols as int64 too: an empty list added to an int array makes it float (and t float)
+        key, count = np.unique(
+            np.array(rows, np.int64) * size + np.array(cols, np.int64), return_counts=True
+        )
         r, t = key // size, key % size
         x = count * self.idf[t]
         norm = np.sqrt(np.bincount(r, x * x, minlength=n))
         x = x / np.where(norm > 0, norm, 1.0)[r]
         k = self.w.shape[1]
         d = np.stack([np.bincount(r, x * self.w[t, j], minlength=n) for j in range(k)], 1)
-        d += self.b  # one decision value per calibrated SVM
+        d = d + self.b  # one decision value per SVM (bincount of nothing is int: not +=)
         return (1.0 / (1.0 + np.exp(self.a * d + self.c))).mean(axis=1)
 
 

@@ -178,7 +178,11 @@ def _topics(rep: Report, t: dict[str, Any]) -> None:
     rep.figure(fig, "records in two dimensions (PCA of the embeddings), coloured by topic")
     rep.table(
         [
-            {"topic": c["name"], "records": c["size"], "example": c["examples"][0]["text"]}
+            {
+                "topic": c["name"],
+                "records": c["size"],
+                "example": c["examples"][0]["text"] if c["examples"] else "",
+            }
             for c in t["clusters"]
         ]
     )

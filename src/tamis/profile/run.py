@@ -268,7 +268,8 @@ def _topics(texts: list[str], ids: list[Any], k: int | None, seed: int) -> dict[
     emb = embeddings.embed_texts([t[:1000] for t in texts])
     n = len(texts)
     k = k or int(min(15, max(2, round(np.sqrt(n / 10)))))
-    k = min(k, n)
+    # no more clusters than distinct texts: KMeans leaves the rest empty (30 copies of one text)
+    k = max(1, min(k, n, len(np.unique(emb.round(5), axis=0))))
     km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(emb)
     lab = km.labels_
     docs = [" ".join(texts[i] for i in np.nonzero(lab == c)[0]) for c in range(k)]
@@ -282,6 +283,8 @@ def _topics(texts: list[str], ids: list[Any], k: int | None, seed: int) -> dict[
     clusters = []
     for c in range(k):
         members = np.nonzero(lab == c)[0]
+        if not len(members):
+            continue
         centre = km.cluster_centers_[c]
         close = members[np.argsort(-(emb[members] @ centre))[:3]]
         clusters.append(

@@ -98,6 +98,8 @@ def _render(
     generation_prompt: bool,
     tools: list[Any] | None = None,
 ) -> str:
+    if not messages:  # a record with no text, or the part before an opening answer
+        return ""  # (templates refuse an empty conversation)
     kwargs = {"tools": tools} if tools else {}
     return tok.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
