@@ -534,3 +534,52 @@ def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path: Path, gsm8k: list[d
         want, got = tamis.read(str(path)), tamis.read(str(marked))
         assert [r.to_raw() for r in got] == [r.to_raw() for r in want], marked.name
         assert not got.quarantined and got.files[0].format == want.files[0].format
+
+
+def test_content_given_as_text_parts(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """OpenAI content as a list of parts: text parts read as their text (one part or several),
+    a clean writes a fix back into the part, a round trip keeps the parts; a message with an
+    image part stays a list, which `structure` drops and every export leaves out."""
+    from tamis.records.exporters import EXPORTERS
+
+    def msg(role: str, *texts: str, image: bool = False) -> dict:
+        parts = [{"type": "text", "text": t} for t in texts]
+        if image:
+            parts.append({"type": "image_url", "image_url": {"url": "https://example.com/a.png"}})
+        return {"role": role, "content": parts}
+
+    rows = []
+    for i, o in enumerate(gsm8k[:30]):
+        user = [o["instruction"]] if i % 3 == 0 else ["Solve this.", o["instruction"]]
+        answer = o["output"] + ("  " if i == 3 else "")  # trailing spaces: normalize fixes them
+        rows.append({"messages": [msg("user", *user, image=i % 3 == 2), msg("assistant", answer)]})
+    src = tmp_path / "parts.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recs = list(tamis.read(str(src)))
+    assert recs[0].format == "openai"
+    assert recs[0].turns[0].content == gsm8k[0]["instruction"]
+    assert recs[0].turns[0].field == "messages[0].content[0].text"
+    assert recs[1].turns[0].content == "Solve this.\n" + gsm8k[1]["instruction"]
+    assert isinstance(recs[2].turns[0].content, list)  # the image part
+    # no operator: the same objects, parts and all
+    write(recs, str(tmp_path / "same.jsonl"))
+    assert [json.loads(x) for x in (tmp_path / "same.jsonl").read_text().splitlines()] == rows
+    res = tamis.clean(str(src), str(tmp_path / "out"), "sft")
+    kept = [json.loads(x) for x in (tmp_path / "out" / "kept.jsonl").read_text().splitlines()]
+    rejected = [
+        json.loads(x) for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()
+    ]
+    assert {r["id"] for r in rejected} >= {f"parts.jsonl:{i + 1}" for i in range(2, 30, 3)}
+    assert all(
+        any(x["reason"] == "non_string" for x in r["reasons"])
+        for r in rejected
+        if int(r["id"].split(":")[1]) % 3 == 0
+    )
+    fixed = rows[3]["messages"][1]["content"][0]["text"].rstrip()
+    fixed_row = {"messages": [rows[3]["messages"][0], msg("assistant", fixed)]}
+    assert fixed_row in kept and all(k in rows or k == fixed_row for k in kept)
+    assert res.counts["kept"] == len(kept) >= 15
+    for to in EXPORTERS:
+        done = export(tamis.read(str(src)), str(tmp_path / f"{to}.jsonl"), to)
+        assert done.written == 20 and done.reasons == {"non_text": 10}, to
+        assert "'type': 'text'" not in (tmp_path / f"{to}.jsonl").read_text()

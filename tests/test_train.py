@@ -286,6 +286,36 @@ def test_an_answer_without_a_prompt_is_rendered_and_trained(gsm16: Path) -> None
     assert rec.turns[0].content in trained
 
 
+def test_records_with_image_parts_are_left_out_of_training(tmp_path: Path, gsm16: Path) -> None:
+    """A message with an image part cannot be rendered as text: the record is left out with a
+    warning, not trained as an answer to a question the model never sees."""
+    from typer.testing import CliRunner
+
+    from tamis.cli.main import app
+
+    rows = [json.loads(x) for x in gsm16.read_text().splitlines()]
+    out = []
+    for i, o in enumerate(rows):
+        user = [{"type": "text", "text": o["instruction"]}]
+        if i < 3:
+            user.append({"type": "image_url", "image_url": {"url": "https://example.com/a.png"}})
+        out.append(
+            {
+                "messages": [
+                    {"role": "user", "content": user},
+                    {"role": "assistant", "content": o["output"]},
+                ]
+            }
+        )
+    src = tmp_path / "parts.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in out))
+    args = ["train", "--train-file", str(src), "-o", str(tmp_path / "run"), "--dry-run"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "3 training records hold non-text content" in res.output.replace("\n", " ")
+    assert json.loads((tmp_path / "run" / "preflight.json").read_text())["examples"] == 13
+
+
 def test_smollm2_lora_loss_goes_down_and_adapter_reloads(tmp_path: Path, gsm16: Path) -> None:
     from tamis.train import TrainConfig
     from tamis.train.trainer import train

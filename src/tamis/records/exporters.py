@@ -182,6 +182,15 @@ def _check_llamafactory(obj: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _non_text(rec: Record) -> tuple[str, str] | None:
+    """A turn holding a list or an object (an image, audio or file part): no target takes it as
+    text, and written as text it would be Python's repr of the parts."""
+    for t in rec.turns:
+        if isinstance(t.content, list | dict):
+            return "non_text", f"{t.field} is not text (image, audio, file or other parts)"
+    return None
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], tuple[str, str] | None]] = {
     "openai": _check_openai,
     "trl": _check_trl,
@@ -290,7 +299,7 @@ def export(records: Iterable[Record], path: str, to: str) -> Exported:
         nonlocal sink
         for rec in records:
             obj = fn(rec)
-            problem = check(obj)
+            problem = _non_text(rec) or check(obj)
             if problem is None:
                 yield obj
                 continue

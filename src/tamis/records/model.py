@@ -130,12 +130,17 @@ class Record:
 
     def to_raw(self) -> Any:
         """The original object with the (possibly changed) turn contents put back in place."""
-        changed = [t for t in self.turns if _get(self.raw, t.path) is not t.content]
+        changed = [t for t in self.turns if not _same(_get(self.raw, t.path), t.content)]
         if not changed:
             return self.raw
         out = copy.deepcopy(self.raw)
         for t in changed:
-            _set(out, t.path, t.content)
+            before = _get(out, t.path)
+            if isinstance(t.content, str) and parts_text(before) is not None:
+                # several text parts read as one text: a changed text goes back as one part
+                _set(out, t.path, [{"type": "text", "text": t.content}])
+            else:
+                _set(out, t.path, t.content)
         return out
 
     def content_key(self) -> str:
@@ -148,6 +153,30 @@ class Record:
         if self.label is not None:
             parts.append(f"label\x1f{self.label}")
         return "\x1e".join(parts)
+
+
+def parts_text(content: Any) -> str | None:
+    """The text of an OpenAI content list made only of text parts
+    (`[{"type": "text", "text": ...}, ...]`), the parts joined by a line break; None for
+    anything else (a string, or a list holding an image, audio or file part)."""
+    if not isinstance(content, list) or not content:
+        return None
+    texts = []
+    for part in content:
+        if not (isinstance(part, dict) and part.get("type") == "text"):
+            return None
+        text = part.get("text")
+        if not isinstance(text, str):
+            return None
+        texts.append(text)
+    return "\n".join(texts)
+
+
+def _same(before: Any, content: Any) -> bool:
+    """Whether a turn's content is still what the input held at its path."""
+    if before is content:
+        return True
+    return isinstance(before, list) and isinstance(content, str) and parts_text(before) == content
 
 
 def _get(obj: Any, path: Path) -> Any:

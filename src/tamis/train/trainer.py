@@ -71,6 +71,18 @@ def _read(files: list[str], cfg: TrainConfig) -> list[Record]:
     return list(Reader(files, fields=fields))
 
 
+def _text_only(records: list[Record], which: str, echo: Any) -> list[Record]:
+    """The records without a non-text turn (image, audio or file parts): rendered, such a turn
+    would vanish and leave an answer to a question the model never saw."""
+    keep = [r for r in records if not any(isinstance(t.content, list | dict) for t in r.turns)]
+    if len(keep) < len(records):
+        echo(
+            f"warning: {len(records) - len(keep)} {which} records hold non-text content (image, "
+            "audio or file parts) and are left out"
+        )
+    return keep
+
+
 def _histogram(values: list[int]) -> dict[str, int]:
     if not values:
         return {}
@@ -186,10 +198,10 @@ def train(
     extra_callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Pre-flight, then (unless dry_run) fine-tune; returns what was written where."""
-    train_records = _read(cfg.train_file, cfg)
+    train_records = _text_only(_read(cfg.train_file, cfg), "training", echo)
     if not train_records:
         raise TamisError("the training set is empty", cfg.train_file[0])
-    eval_records = _read(cfg.eval_file, cfg) if cfg.eval_file else []
+    eval_records = _text_only(_read(cfg.eval_file, cfg), "eval", echo) if cfg.eval_file else []
     if not eval_records and cfg.val_fraction > 0:
         rng = random.Random(cfg.seed)
         idx = list(range(len(train_records)))

@@ -1,5 +1,9 @@
 """OpenAI chat: `messages`, a list of `{"role", "content"}`; optional `tools` and others kept.
 
+A content given as a list of text parts (`[{"type": "text", "text": ...}]`, as the chat API and
+multimodal data sets write it) reads as its text; one with an image, audio or file part stays a
+list, which `structure` reports (a text fine-tune cannot use it).
+
 The same turns under `conversations` or `conversation` (lmsys-chat-1m) read the same way.
 """
 
@@ -14,7 +18,7 @@ from tamis.records.formats.base import (
     register_format,
     system_turn,
 )
-from tamis.records.model import Turn
+from tamis.records.model import Turn, parts_text
 
 
 @register_format
@@ -45,7 +49,9 @@ class OpenAIChat(Format):
                 turns.append(Turn("?", m, (f, i)))
                 continue
             extra = {k: v for k, v in m.items() if k not in ("role", "content")} or None
-            turns.append(
-                Turn(str(m.get("role", "?")), m.get("content"), (f, i, "content"), extra=extra)
-            )
+            content, path = m.get("content"), (f, i, "content")
+            text = parts_text(content)
+            if text is not None:  # content as a list of text parts reads as its text
+                content, path = (text, (*path, 0, "text")) if len(content) == 1 else (text, path)
+            turns.append(Turn(str(m.get("role", "?")), content, path, extra=extra))
         return turns
