@@ -579,6 +579,13 @@ def test_content_given_as_text_parts(tmp_path: Path, gsm8k: list[dict]) -> None:
     fixed_row = {"messages": [rows[3]["messages"][0], msg("assistant", fixed)]}
     assert fixed_row in kept and all(k in rows or k == fixed_row for k in kept)
     assert res.counts["kept"] == len(kept) >= 15
+    from tamis.evaluate.run import read_records
+
+    said: list[str] = []
+    assert len(read_records(str(src), echo=said.append)) == 20  # `tamis eval` leaves them out
+    assert said == [
+        "warning: 10 records hold non-text content (image, audio or file parts) and are left out"
+    ]
     for to in EXPORTERS:
         done = export(tamis.read(str(src)), str(tmp_path / f"{to}.jsonl"), to)
         assert done.written == 20 and done.reasons == {"non_text": 10}, to

@@ -97,7 +97,13 @@ def read_records(
         echo(f"warning: {q.source}:{q.line}: left out, unreadable: {q.error}")
     if len(reader.quarantined) > 20:
         echo(f"warning: {len(reader.quarantined) - 20} more unreadable rows left out")
-    return records
+    text = [r for r in records if r.non_text_turn() is None]
+    if len(text) < len(records):  # rendered, the question would lose its picture
+        echo(
+            f"warning: {len(records) - len(text)} records hold non-text content (image, audio "
+            "or file parts) and are left out"
+        )
+    return text
 
 
 def score(

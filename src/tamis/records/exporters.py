@@ -185,10 +185,8 @@ def _check_llamafactory(obj: dict[str, Any]) -> tuple[str, str] | None:
 def _non_text(rec: Record) -> tuple[str, str] | None:
     """A turn holding a list or an object (an image, audio or file part): no target takes it as
     text, and written as text it would be Python's repr of the parts."""
-    for t in rec.turns:
-        if isinstance(t.content, list | dict):
-            return "non_text", f"{t.field} is not text (image, audio, file or other parts)"
-    return None
+    t = rec.non_text_turn()
+    return None if t is None else ("non_text", f"{t.field} is not text (image, audio, file parts)")
 
 
 CHECKS: dict[str, Callable[[dict[str, Any]], tuple[str, str] | None]] = {

@@ -124,6 +124,11 @@ class Record:
                 out.append({"role": role, "content": text})
         return out
 
+    def non_text_turn(self) -> Turn | None:
+        """The first turn holding a list or an object (an image, audio or file part): what a text
+        fine-tune cannot take, and what no export can write as text."""
+        return next((t for t in self.turns if isinstance(t.content, list | dict)), None)
+
     def original(self, turn: Turn) -> Any:
         """The turn's content as the input held it, before any operator changed it."""
         return _get(self.raw, turn.path)

@@ -74,7 +74,7 @@ def _read(files: list[str], cfg: TrainConfig) -> list[Record]:
 def _text_only(records: list[Record], which: str, echo: Any) -> list[Record]:
     """The records without a non-text turn (image, audio or file parts): rendered, such a turn
     would vanish and leave an answer to a question the model never saw."""
-    keep = [r for r in records if not any(isinstance(t.content, list | dict) for t in r.turns)]
+    keep = [r for r in records if r.non_text_turn() is None]
     if len(keep) < len(records):
         echo(
             f"warning: {len(records) - len(keep)} {which} records hold non-text content (image, "
