@@ -196,6 +196,30 @@ def test_check_exit_codes(tmp_path: Path, gsm_file: Path) -> None:
     assert runner.invoke(app, ["check", str(tmp_path / "nope.jsonl")]).exit_code == 2
 
 
+def test_check_examples_show_what_the_finding_is_about(tmp_path: Path, gsm8k) -> None:
+    """An example shows the end of a cut answer, the prompt and the answer for the rest, whose
+    copy a duplicate is, a label; and text in [brackets] prints as written (rich read it as
+    markup and swallowed it)."""
+    rows = [dict(o) for o in gsm8k[:40]]
+    cut = rows[5]["output"].split(" ")
+    rows[5]["output"] = " ".join(cut[: len(cut) // 2]) + " of the"
+    rows[6].update(instruction="[label: Q7] " + rows[6]["instruction"], output="N/A")
+    rows[7] = dict(rows[8])
+    src = tmp_path / "g.jsonl"
+    src.write_text("".join(json.dumps(o) + "\n" for o in rows))
+    res = runner.invoke(app, ["check", str(src), "-w", "1", "--json"])
+    found = {k: v["examples"][0]["text"] for k, v in json.loads(res.output)["findings"].items()}
+    tail = " ".join(rows[5]["output"].split())[-60:]
+    assert found["heuristics/truncated"].startswith("… ") and found[
+        "heuristics/truncated"
+    ].endswith(tail)
+    assert found["heuristics/placeholder_answer"].startswith("[label: Q7] ")
+    assert found["heuristics/placeholder_answer"].endswith(" ⇒ N/A")
+    assert found["exact_dedup/duplicate"].startswith("copy of g.jsonl:8: ")
+    table = runner.invoke(app, ["check", str(src), "-w", "1"]).output
+    assert "[label: Q7]" in table and "N/A" in table  # (rich may wrap "⇒ N/A")
+
+
 def test_cli_clean_prints_summary_and_json(tmp_path: Path, gsm_file: Path) -> None:
     res = runner.invoke(app, ["clean", str(gsm_file), "-o", str(tmp_path / "o"), "-w", "1"])
     assert res.exit_code == 0, res.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tamis.cli.common import (
@@ -219,7 +220,7 @@ def _check(**o: object) -> None:
         t.add_column("records", justify="right")
         t.add_column("examples")
         for name, f in res.findings.items():
-            ex = "\n".join(f"{e['id']}: {e['text']}" for e in f["examples"])
+            ex = "\n".join(escape(f"{e['id']}: {e['text']}") for e in f["examples"])
             t.add_row(name, str(f["count"]), ex)
         t.caption = f"{res.total} of {res.input} records have findings (fail over {limit})"
         out.print(t)

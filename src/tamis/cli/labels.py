@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tamis.cli.common import FORMAT_HELP, INPUTS_HELP, console, out, user_errors
@@ -64,7 +65,7 @@ def label_issues(
     for c in sorted(report["classes"], key=lambda c: -(c["estimated_noise"] or 0)):
         noise = c["estimated_noise"]
         table.add_row(
-            str(c["label"]),
+            escape(str(c["label"])),
             f"{c['count']:,}",
             f"{c['share']:.1%}",
             str(c["flagged"]),

@@ -55,5 +55,5 @@ def profile(
         out.print_json(json.dumps(prof.data, default=str))
         return
     for line in prof.summary_lines():
-        out.print(line, highlight=False, soft_wrap=True)
+        out.print(line, highlight=False, soft_wrap=True, markup=False)  # the data's own text
     out.print(f"report: {output}/report.html · numbers: {output}/profile.json")

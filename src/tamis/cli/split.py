@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tamis.cli.common import FORMAT_HELP, INPUTS_HELP, console, out, user_errors
@@ -110,9 +111,10 @@ def leakage(
         out.print(table)
         for kind in rep.checked:
             for ex in summary["examples"][kind]:
+                b = escape(f"{ex['b_id']}: {ex['b']}")  # the data's own text, not markup
+                a = escape(f"{ex['a_id']}: {ex['a']}")
                 out.print(
-                    f"[bold]{kind}[/] {ex['score']:.2f}  {ex['b_id']}: {ex['b']}\n"
-                    f"      ≈ {ex['a_id']}: {ex['a']}",
+                    f"[bold]{kind}[/] {ex['score']:.2f}  {b}\n      ≈ {a}",
                     highlight=False,
                 )
     if rep.leaked("exact") or rep.leaked("near"):

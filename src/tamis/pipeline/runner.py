@@ -874,7 +874,8 @@ def check(
                     )
                     f["count"] += 1
                     if len(f["examples"]) < examples:
-                        f["examples"].append({"id": row["id"], "text": _snippet(row["record"])})
+                        text = _focus(row["record"], r, kwargs.get("format"), kwargs.get("fields"))
+                        f["examples"].append({"id": row["id"], "text": text})
         with open(res.files["quarantine.jsonl"], encoding="utf-8") as fh:
             for line in fh:
                 q = json.loads(line)
@@ -886,6 +887,38 @@ def check(
     return CheckResult(
         res.summary, dict(sorted(findings.items())), c["rejected"] + c["quarantined"], c["input"]
     )
+
+
+def _focus(obj: Any, reason: dict[str, Any], fmt: str | None, fields: FieldMap | None) -> str:
+    """What a person needs to see of a finding: the end of a cut answer, the prompt and the
+    answer for the rest (most findings are about the answer, which a JSON prefix never shows),
+    the record a duplicate copies; the raw object where the record cannot be read."""
+    from tamis.records.formats import FORMATS, detect_format
+    from tamis.records.model import Source
+
+    fields = fields or FieldMap()
+    try:
+        form = FORMATS[fmt] if fmt else detect_format([obj], fields, "")[0]
+        rec = form.to_record(obj, Source("", 0), fields, "")
+    except Exception:  # noqa: BLE001 - an example is a courtesy; the raw object will do
+        return _snippet(obj)
+    answer = " ".join(" ".join(rec.texts("assistant")).split())
+    prompt = " ".join(" ".join(t.text for t in rec.turns if t.role != "assistant").split())
+    if "duplicate_of" in reason:
+        head = f"copy of {reason['duplicate_of']}: "
+    elif reason.get("detail") and reason["reason"] not in ("truncated",):
+        head = f"({reason['detail']}) "
+    else:
+        head = ""
+    if reason["reason"] == "truncated" and answer:
+        return head + "… " + (answer[-90:] if len(answer) > 90 else answer)
+    if answer and prompt:
+        body = f"{_snippet(prompt, 45)} ⇒ {_snippet(answer, 65)}"
+    else:
+        body = _snippet(answer or prompt or obj)
+    if rec.label is not None:
+        body += f" [label: {rec.label}]"
+    return head + body
 
 
 def _snippet(obj: Any, n: int = 100) -> str:
