@@ -469,6 +469,17 @@ def test_function_calling_records_keep_their_tool_calls(tmp_path: Path) -> None:
     assert json.loads(first["tools"])[0]["name"] == call["name"]
     info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())["calls"]
     assert info["columns"]["tools"] == "tools" and info["tags"]["function_tag"] == "function_call"
+    # the same records from Parquet, where Arrow gives every message every field (null where it
+    # had none: `"tool_calls": null` on each user turn): the same OpenAI export, no nulls added
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chats = [{"messages": o["messages"]} for o in objs]  # (Parquet takes no empty `parameters`)
+    pq.write_table(pa.Table.from_pylist(chats), tmp_path / "calls.parquet")
+    back = pq.read_table(tmp_path / "calls.parquet").to_pylist()
+    assert back[0]["messages"][0]["tool_calls"] is None
+    export(tamis.read(str(tmp_path / "calls.parquet")), str(tmp_path / "pq.jsonl"), "openai")
+    assert _lines(tmp_path / "pq.jsonl") == chats
 
 
 def test_convert_keeps_unreadable_lines(tmp_path: Path, gsm8k: list[dict]) -> None:

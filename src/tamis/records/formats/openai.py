@@ -48,7 +48,10 @@ class OpenAIChat(Format):
             if not isinstance(m, dict):
                 turns.append(Turn("?", m, (f, i)))
                 continue
-            extra = {k: v for k, v in m.items() if k not in ("role", "content")} or None
+            # a null field is an absent one: Parquet and Arrow give every message every field
+            # any message has (`"tool_calls": null` on each user turn)
+            extra = {k: v for k, v in m.items() if k not in ("role", "content") and v is not None}
+            extra = extra or None
             content, path = m.get("content"), (f, i, "content")
             text = parts_text(content)
             if text is not None:  # content as a list of text parts reads as its text

@@ -28,7 +28,11 @@ class PromptCompletion(Format):
             value = obj.get(key)
             if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
                 for i, m in enumerate(value):
-                    extra = {k: v for k, v in m.items() if k not in ("role", "content")}
+                    extra = {
+                        k: v
+                        for k, v in m.items()
+                        if k not in ("role", "content") and v is not None  # null: absent
+                    }
                     turns.append(
                         Turn(
                             str(m.get("role", role)),
