@@ -601,3 +601,29 @@ def test_content_given_as_text_parts(tmp_path: Path, gsm8k: list[dict]) -> None:
         done = export(tamis.read(str(src)), str(tmp_path / f"{to}.jsonl"), to)
         assert done.written == 20 and done.reasons == {"non_text": 10}, to
         assert "'type': 'text'" not in (tmp_path / f"{to}.jsonl").read_text()
+
+
+def test_null_columns_of_parquet_rows_are_absent_fields(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """Arrow gives every row every column, null where a row had none: a system prompt on 3 of
+    20 real gsm8k rows made the other 17 `structure/missing_field` and gave their exports an
+    empty system message; an `input` missing from half the rows is null too."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        dict(o) if i % 2 else {"instruction": o["instruction"], "output": o["output"]}
+        for i, o in enumerate(gsm8k[:20])
+    ]
+    for r in rows[:3]:
+        r["system"] = "You are a patient maths tutor."
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "g.parquet")
+    res = tamis.clean(str(tmp_path / "g.parquet"), str(tmp_path / "out"), "sft")
+    assert res.counts["kept"] == 20, (tmp_path / "out" / "rejected.jsonl").read_text()[:500]
+    export(tamis.read(str(tmp_path / "g.parquet")), str(tmp_path / "oa.jsonl"), "openai")
+    systems = [o["messages"][0]["role"] == "system" for o in _lines(tmp_path / "oa.jsonl")]
+    assert systems == [True] * 3 + [False] * 17
+    write(tamis.read(str(tmp_path / "g.parquet")), str(tmp_path / "back.parquet"))
+    assert (
+        pq.read_table(tmp_path / "back.parquet").to_pylist()
+        == pq.read_table(tmp_path / "g.parquet").to_pylist()
+    )

@@ -86,7 +86,8 @@ def system_turn(obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
     """A top-level system prompt field, when the object has one."""
     names = SYSTEM_FIELDS if fields.system_field == "system" else (fields.system_field,)
     for name in names:
-        if name in obj:
+        # null is no system prompt: a Parquet or Arrow column holds null where a row has none
+        if obj.get(name) is not None:
             return [Turn("system", obj[name], (name,))]
     return []
 
