@@ -595,12 +595,23 @@ def test_content_given_as_text_parts(tmp_path: Path, gsm8k: list[dict]) -> None:
     said: list[str] = []
     assert len(read_records(str(src), echo=said.append)) == 20  # `tamis eval` leaves them out
     assert said == [
-        "warning: 10 records hold non-text content (image, audio or file parts) and are left out"
+        "warning: 10 evaluation records hold non-text content (image, audio or file parts) and are "
+        "left out"
     ]
     for to in EXPORTERS:
         done = export(tamis.read(str(src)), str(tmp_path / f"{to}.jsonl"), to)
         assert done.written == 20 and done.reasons == {"non_text": 10}, to
         assert "'type': 'text'" not in (tmp_path / f"{to}.jsonl").read_text()
+    # the same messages as TRL's conversational prompt/completion read the same way
+    pc = tmp_path / "pc.jsonl"
+    pc.write_text(
+        json.dumps({"prompt": rows[1]["messages"][:1], "completion": rows[1]["messages"][1:]})
+        + "\n"
+    )
+    (rec,) = tamis.read(str(pc))
+    assert rec.format == "prompt_completion"
+    assert [t.content for t in rec.turns] == [recs[1].turns[0].content, recs[1].turns[1].content]
+    assert rec.turns[1].field == "completion[0].content[0].text"
 
 
 def test_null_columns_of_parquet_rows_are_absent_fields(tmp_path: Path, gsm8k: list[dict]) -> None:

@@ -34,7 +34,7 @@ from tamis.evaluate.predict import (
 from tamis.records.formats import FieldMap
 from tamis.records.io import Reader
 from tamis.records.model import Record
-from tamis.train.data import classification_text
+from tamis.train.data import classification_text, text_only
 
 LOWER_IS_BETTER = {"perplexity", "defect_rate"}
 
@@ -97,13 +97,7 @@ def read_records(
         echo(f"warning: {q.source}:{q.line}: left out, unreadable: {q.error}")
     if len(reader.quarantined) > 20:
         echo(f"warning: {len(reader.quarantined) - 20} more unreadable rows left out")
-    text = [r for r in records if r.non_text_turn() is None]
-    if len(text) < len(records):  # rendered, the question would lose its picture
-        echo(
-            f"warning: {len(records) - len(text)} records hold non-text content (image, audio "
-            "or file parts) and are left out"
-        )
-    return text
+    return text_only(records, "evaluation", echo)
 
 
 def score(

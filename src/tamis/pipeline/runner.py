@@ -906,12 +906,12 @@ def _focus(obj: Any, reason: dict[str, Any], fmt: str | None, fields: FieldMap |
     prompt = " ".join(" ".join(t.text for t in rec.turns if t.role != "assistant").split())
     if "duplicate_of" in reason:
         head = f"copy of {reason['duplicate_of']}: "
-    elif reason.get("detail") and reason["reason"] not in ("truncated",):
+    elif reason.get("detail") and reason["reason"] != "truncated":
         head = f"({reason['detail']}) "
     else:
         head = ""
     if reason["reason"] == "truncated" and answer:
-        return head + "… " + (answer[-90:] if len(answer) > 90 else answer)
+        return head + "… " + answer[-90:]
     if answer and prompt:
         body = f"{_snippet(prompt, 45)} ⇒ {_snippet(answer, 65)}"
     else:

@@ -155,6 +155,19 @@ def training_text(record: Record, tok: Any) -> tuple[str, bool]:
     return _render(tok, _messages(record, structured), False, tools), False
 
 
+def text_only(records: list[Record], which: str, echo: Any) -> list[Record]:
+    """The records without a non-text turn (image, audio or file parts), saying how many were
+    left out: rendered as text, such a turn would vanish and leave an answer to a question the
+    model never saw (`tamis train` and `tamis eval`)."""
+    keep = [r for r in records if r.non_text_turn() is None]
+    if len(keep) < len(records):
+        echo(
+            f"warning: {len(records) - len(keep)} {which} records hold non-text content (image, "
+            "audio or file parts) and are left out"
+        )
+    return keep
+
+
 def classification_text(record: Record) -> str:
     """What a classifier reads of a record: its string turns, one per line (train and eval)."""
     return "\n".join(t.content for t in record.turns if isinstance(t.content, str))

@@ -31,6 +31,7 @@ from tamis.train.data import (
     SFTCollator,
     classification_example,
     sft_example,
+    text_only,
 )
 from tamis.train.monitor import IdTrackingCollator, MonitorCore, monitor_callback
 
@@ -69,18 +70,6 @@ class TrainResult:
 def _read(files: list[str], cfg: TrainConfig) -> list[Record]:
     fields = FieldMap(label_field=cfg.label_field, text_field=cfg.text_field)
     return list(Reader(files, fields=fields))
-
-
-def _text_only(records: list[Record], which: str, echo: Any) -> list[Record]:
-    """The records without a non-text turn (image, audio or file parts): rendered, such a turn
-    would vanish and leave an answer to a question the model never saw."""
-    keep = [r for r in records if r.non_text_turn() is None]
-    if len(keep) < len(records):
-        echo(
-            f"warning: {len(records) - len(keep)} {which} records hold non-text content (image, "
-            "audio or file parts) and are left out"
-        )
-    return keep
 
 
 def _histogram(values: list[int]) -> dict[str, int]:
@@ -198,10 +187,10 @@ def train(
     extra_callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Pre-flight, then (unless dry_run) fine-tune; returns what was written where."""
-    train_records = _text_only(_read(cfg.train_file, cfg), "training", echo)
+    train_records = text_only(_read(cfg.train_file, cfg), "training", echo)
     if not train_records:
         raise TamisError("the training set is empty", cfg.train_file[0])
-    eval_records = _text_only(_read(cfg.eval_file, cfg), "eval", echo) if cfg.eval_file else []
+    eval_records = text_only(_read(cfg.eval_file, cfg), "eval", echo) if cfg.eval_file else []
     if not eval_records and cfg.val_fraction > 0:
         rng = random.Random(cfg.seed)
         idx = list(range(len(train_records)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tamis.records.model import Record, Source, Turn
+from tamis.records.model import Record, Source, Turn, parts_text
 
 LABEL_FIELDS = ("label", "labels", "category", "class", "intent", "target", "sentiment")
 # a top-level system prompt: `system`, or OpenOrca's `system_prompt`
@@ -90,6 +90,21 @@ def system_turn(obj: dict[str, Any], fields: FieldMap) -> list[Turn]:
         if obj.get(name) is not None:
             return [Turn("system", obj[name], (name,))]
     return []
+
+
+def message_turn(m: dict[str, Any], path: tuple[str | int, ...], role: str) -> Turn:
+    """A `{role, content, ...}` message at `path` (OpenAI messages, prompt/completion lists).
+
+    The message's other fields go to `Turn.extra`, but not null ones: Parquet and Arrow give
+    every message every field any message has (`"tool_calls": null` on each user turn). A
+    content of text parts (`[{"type": "text", "text": ...}]`) reads as its text, its path into
+    the part when there is one; a list holding an image, audio or file part stays a list."""
+    extra = {k: v for k, v in m.items() if k not in ("role", "content") and v is not None}
+    content, at = m.get("content"), (*path, "content")
+    text = parts_text(content)
+    if text is not None:
+        content, at = text, ((*at, 0, "text") if len(m["content"]) == 1 else at)
+    return Turn(str(m.get("role", role)), content, at, extra=extra or None)
 
 
 def chat_field(obj: dict[str, Any], fields: FieldMap, key: str, default: str) -> str:

@@ -2,7 +2,7 @@
 
 A content given as a list of text parts (`[{"type": "text", "text": ...}]`, as the chat API and
 multimodal data sets write it) reads as its text; one with an image, audio or file part stays a
-list, which `structure` reports (a text fine-tune cannot use it).
+list, which `structure` reports (a text fine-tune cannot use it). See `base.message_turn`.
 
 The same turns under `conversations` or `conversation` (lmsys-chat-1m) read the same way.
 """
@@ -15,10 +15,11 @@ from tamis.records.formats.base import (
     FieldMap,
     Format,
     chat_field,
+    message_turn,
     register_format,
     system_turn,
 )
-from tamis.records.model import Turn, parts_text
+from tamis.records.model import Turn
 
 
 @register_format
@@ -48,13 +49,5 @@ class OpenAIChat(Format):
             if not isinstance(m, dict):
                 turns.append(Turn("?", m, (f, i)))
                 continue
-            # a null field is an absent one: Parquet and Arrow give every message every field
-            # any message has (`"tool_calls": null` on each user turn)
-            extra = {k: v for k, v in m.items() if k not in ("role", "content") and v is not None}
-            extra = extra or None
-            content, path = m.get("content"), (f, i, "content")
-            text = parts_text(content)
-            if text is not None:  # content as a list of text parts reads as its text
-                content, path = (text, (*path, 0, "text")) if len(content) == 1 else (text, path)
-            turns.append(Turn(str(m.get("role", "?")), content, path, extra=extra))
+            turns.append(message_turn(m, (f, i), "?"))
         return turns

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tamis.records.formats.base import FieldMap, Format, register_format
+from tamis.records.formats.base import FieldMap, Format, message_turn, register_format
 from tamis.records.model import Turn
 
 
@@ -27,20 +27,7 @@ class PromptCompletion(Format):
         ):
             value = obj.get(key)
             if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
-                for i, m in enumerate(value):
-                    extra = {
-                        k: v
-                        for k, v in m.items()
-                        if k not in ("role", "content") and v is not None  # null: absent
-                    }
-                    turns.append(
-                        Turn(
-                            str(m.get("role", role)),
-                            m.get("content"),
-                            (key, i, "content"),
-                            extra=extra or None,
-                        )
-                    )
+                turns += [message_turn(m, (key, i), role) for i, m in enumerate(value)]
             else:
                 turns.append(Turn(role, value, (key,)))
         return turns
