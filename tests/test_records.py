@@ -638,3 +638,52 @@ def test_null_columns_of_parquet_rows_are_absent_fields(tmp_path: Path, gsm8k: l
         pq.read_table(tmp_path / "back.parquet").to_pylist()
         == pq.read_table(tmp_path / "g.parquet").to_pylist()
     )
+
+
+def test_inputs_of_several_formats_and_a_file_that_mixes_them(
+    tmp_path: Path, gsm8k: list[dict]
+) -> None:
+    """Cleaned together, Alpaca and OpenAI inputs give a kept.jsonl that holds both, each record
+    in its own format (said in a warning and in summary.json). Read again, for a second clean or
+    a conversion, each row is read in its own format, past the 50 rows detection samples: the
+    OpenAI rows used to be read as Alpaca rows without an output, so `convert --to openai` left
+    them all out as `no_answer` and a second `tamis clean` dropped them as missing fields."""
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(o) + "\n" for o in gsm8k[:80]))
+    chats = [
+        {
+            "messages": [
+                {"role": "user", "content": o["instruction"]},
+                {"role": "assistant", "content": o["output"]},
+            ]
+        }
+        for o in gsm8k[80:140]
+    ]
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(o) + "\n" for o in chats))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: structure-only\nops:\n  - structure: {}\n")
+    first = tamis.clean(
+        [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")], str(tmp_path / "o1"), str(recipe)
+    )
+    assert first.counts["kept"] == 140
+    assert first.summary["kept_formats"] == {"alpaca": 80, "openai": 60}
+    (warning,) = [w for w in first.summary["warnings"] if "formats" in w]
+    assert "alpaca 80, openai 60" in warning and "tamis convert" in warning
+    kept = tmp_path / "o1" / "kept.jsonl"
+    assert _lines(kept) == [*gsm8k[:80], *chats]
+    records = list(tamis.read(str(kept)))
+    assert [r.format for r in records] == ["alpaca"] * 80 + ["openai"] * 60
+    assert [r.turns[-1].content for r in records] == [o["output"] for o in gsm8k[:140]]
+    for workers in (1, 2):  # the second reads rows past the sample in the workers
+        again = tamis.clean(str(kept), str(tmp_path / f"o{workers}w"), str(recipe), workers=workers)
+        assert again.counts["kept"] == 140
+        assert (tmp_path / f"o{workers}w" / "kept.jsonl").read_bytes() == kept.read_bytes()
+    res = runner.invoke(
+        app, ["convert", str(kept), "--to", "openai", "-o", str(tmp_path / "t.jsonl")]
+    )
+    assert res.exit_code == 0 and "left out" not in res.output, res.output
+    assert [o["messages"][-1]["content"] for o in _lines(tmp_path / "t.jsonl")] == [
+        o["output"] for o in gsm8k[:140]
+    ]
+    # a format that is given is the format of every row: no row is read in another
+    forced = tamis.clean(str(kept), str(tmp_path / "o3"), str(recipe), format="alpaca")
+    assert forced.counts["rejected"] == 60

@@ -45,7 +45,7 @@ OUTPUTS = (
     "summary.json",
 )
 WORK = ".work"
-SPILL_VERSION = 1
+SPILL_VERSION = 2
 
 
 # --- worker side ------------------------------------------------------------------------------
@@ -140,6 +140,7 @@ def process_batch(state: WorkerState, batch: tuple[int, list[Any]]) -> dict[str,
         "lines": [r.source.line for r in records],
         "orig": orig,
         "out": out,
+        "formats": [r.format for r in records],
         "reasons": reasons,
         "changes": changes,
         "signals": signals,
@@ -540,7 +541,7 @@ class _CrossCursor:
         return found
 
 
-TALLIES = ("counts", "by_reason", "by_op", "changes", "q_errors")
+TALLIES = ("counts", "by_reason", "by_op", "changes", "q_errors", "kept_formats")
 
 
 def _write_batches(
@@ -559,6 +560,7 @@ def _write_batches(
     the tallies for summary.json."""
     tally: dict[str, Counter] = {t: Counter() for t in TALLIES}
     counts, by_reason, by_op = tally["counts"], tally["by_reason"], tally["by_op"]
+    kept_formats = tally["kept_formats"]
     cursor = _CrossCursor(decisions, ids, pos0) if decisions else None
     pos = pos0
     fh = {n: open(path, "w", encoding="utf-8") for n, path in paths.items()}  # noqa: SIM115
@@ -594,9 +596,11 @@ def _write_batches(
                         late.append(dumps(change.to_json(ids[pos - 1])))
                     fh["kept.jsonl"].write(dumps(obj) + "\n")
                     counts["kept"] += 1
+                    kept_formats[res["formats"][i]] += 1
                 else:
                     fh["kept.jsonl"].write(res["out"][i] + "\n")
                     counts["kept"] += 1
+                    kept_formats[res["formats"][i]] += 1
             for line in [*res["changes"], *late]:
                 fh["changes.jsonl"].write(line + "\n")
                 c = json.loads(line)
@@ -795,8 +799,22 @@ def _write_outputs(
         },
         "operators": operators,
         "quarantine_errors": dict(sorted(q_errors.items())),
-        "warnings": recipe.warnings,
+        "kept_formats": dict(tally["kept_formats"].most_common()),
+        "warnings": [*recipe.warnings, *_mixed_warning(out, tally["kept_formats"])],
     }
+
+
+def _mixed_warning(out: str, formats: Counter) -> list[str]:
+    """A warning when kept.jsonl holds records of several formats (inputs of different formats,
+    or a file that mixes them): each record stays in its own, which no trainer reads as one."""
+    if len(formats) < 2:
+        return []
+    said = ", ".join(f"{name} {n:,}" for name, n in formats.most_common())
+    kept = os.path.join(out, "kept.jsonl")
+    return [
+        f"kept.jsonl holds records of {len(formats)} formats ({said}), each in its own; for one "
+        f"training file: tamis convert {kept} --to openai -o train.jsonl"
+    ]
 
 
 def _version() -> str:

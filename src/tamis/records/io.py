@@ -33,7 +33,7 @@ from itertools import islice
 from typing import Any
 
 from tamis.errors import InputError
-from tamis.records.formats import FORMATS, FieldMap, Format, detect_format
+from tamis.records.formats import FORMATS, FieldMap, Format, detect_format, row_format
 from tamis.records.model import Record, Source
 
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -167,12 +167,16 @@ class Deferred:
     format: str
     id_prefix: str
     fields: FieldMap
+    given: bool = False  # the format was given (--format): every row is read in it
 
     def resolve(self) -> Record | Quarantined:
         item = parse_jsonl_line(self.path, self.line, self.raw)
         if isinstance(item, Quarantined):
             return item
-        return FORMATS[self.format].to_record(
+        fmt = FORMATS[self.format]
+        if not self.given:
+            fmt = row_format(fmt, item[1], self.fields)
+        return fmt.to_record(
             item[1], Source(self.path, self.line), self.fields, f"{self.id_prefix}:{self.line}"
         )
 
@@ -671,13 +675,18 @@ class Reader:
         info = FileInfo(path, filetype, fmt.name if fmt else "?", why, self._prefix[path])
         self.files.append(info)
         prefix = info.id_prefix
+        given = self.format is not None
+
+        def record(line: int, obj: Any) -> Record:
+            assert fmt is not None
+            row = fmt if given else row_format(fmt, obj, self.fields)
+            return row.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
+
         for item in head:
             if isinstance(item, Quarantined):
                 yield item
                 continue
-            line, obj = item
-            assert fmt is not None
-            yield fmt.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
+            yield record(*item)
         for item in it:
             if isinstance(item, Quarantined):
                 yield item
@@ -691,9 +700,9 @@ class Reader:
                     line,
                 )
             if lazy:
-                yield Deferred(path, line, obj, fmt.name, prefix, self.fields)
+                yield Deferred(path, line, obj, fmt.name, prefix, self.fields, given)
             else:
-                yield fmt.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
+                yield record(line, obj)
 
     def first_format(self) -> str | None:
         """The format of the first file (given or detected), to choose a default recipe."""

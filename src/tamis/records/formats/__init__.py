@@ -11,6 +11,23 @@ from tamis.records.formats.base import FORMATS, FieldMap, Format
 
 # Most specific first: an object with `messages` and `text` is a chat.
 DETECT_ORDER = ("openai", "sharegpt", "alpaca", "prompt_completion", "text_label", "text")
+# Formats a row may be read in when it is not of its file's format: those whose fields say so
+# plainly (a `text` field alone does not: an Alpaca row with one is still a damaged Alpaca row).
+ROW_FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion")
+
+
+def row_format(fmt: Format, obj: Any, fields: FieldMap) -> Format:
+    """The format to read one row in: its file's, unless the row is not of it and plainly of
+    another chat or instruction format. A file can mix them (inputs of several formats cleaned
+    together keep each record in its own in kept.jsonl); read in the file's format, such a row
+    would lose its conversation (an OpenAI row read as Alpaca has no output)."""
+    if not isinstance(obj, dict) or fmt.detect(obj, fields):
+        return fmt
+    for name in ROW_FORMATS:
+        other = FORMATS[name]
+        if other is not fmt and other.detect(obj, fields):
+            return other
+    return fmt
 
 
 def detect_format(sample: list[Any], fields: FieldMap, path: str) -> tuple[Format, str]:
@@ -37,4 +54,12 @@ def detect_format(sample: list[Any], fields: FieldMap, path: str) -> tuple[Forma
     return FORMATS[name], why
 
 
-__all__ = ["DETECT_ORDER", "FORMATS", "FieldMap", "Format", "detect_format"]
+__all__ = [
+    "DETECT_ORDER",
+    "FORMATS",
+    "ROW_FORMATS",
+    "FieldMap",
+    "Format",
+    "detect_format",
+    "row_format",
+]
