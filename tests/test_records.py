@@ -529,6 +529,45 @@ def test_hugging_face_saved_datasets(tmp_path: Path, gsm8k: list[dict]) -> None:
     assert res.exit_code == 2 and "splits: train, test" in said and "dd/train" in said
 
 
+def test_hugging_face_class_labels_read_as_their_names(tmp_path: Path) -> None:
+    """A `ClassLabel` column (how `datasets` stores banking77's intents: numbers 0-76, the names
+    in the schema's metadata) reads as its names, from a `save_to_disk` folder and from a
+    Parquet file `datasets` wrote: the chat export's answer used to be "11" and the profile's
+    classes numbers. -1, `datasets`' "no label", is no label. Writing back keeps the numbers."""
+    datasets = pytest.importorskip("datasets")
+    with open(DATA / "banking77" / "train.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[::40][:150]
+    names = sorted({r["category"] for r in rows})
+    numbers = [names.index(r["category"]) for r in rows]
+    numbers[7] = -1
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)}
+    )
+    ds = datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "label": numbers}, features)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    ds.to_parquet(str(tmp_path / "b.parquet"))
+    expected = [r["category"] for r in rows]
+    expected[7] = None
+    for src in (tmp_path / "saved", tmp_path / "b.parquet"):
+        reader = tamis.read(str(src))
+        records = list(reader)
+        assert [r.label for r in records] == expected
+        assert f"{len(names)} ClassLabel names" in reader.files[0].why
+        write(records, str(tmp_path / "back.jsonl"))
+        assert _lines(tmp_path / "back.jsonl") == ds.to_list()
+        done = export(records, str(tmp_path / "oa.jsonl"), "openai")
+        assert done.reasons == {"no_answer": 1}
+        answers = [o["messages"][-1]["content"] for o in _lines(tmp_path / "oa.jsonl")]
+        assert answers == expected[:7] + expected[8:]
+    # a file without the metadata (a plain Parquet file of numbers) keeps its numbers
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pq.read_table(tmp_path / "b.parquet").replace_schema_metadata(None), tmp_path / "n.parquet"
+    )
+    assert [r.label for r in tamis.read(str(tmp_path / "n.parquet"))] == numbers
+
+
 def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path: Path, gsm8k: list[dict]) -> None:
     """Files saved with a UTF-8 byte-order mark (Excel's CSV, Windows editors) read as without
     one: the first JSONL record is not quarantined, the CSV's first column keeps its name."""

@@ -549,6 +549,56 @@ def _iter_parquet(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quara
             yield n, obj
 
 
+def _label_name(label: Any, names: list[str]) -> Any:
+    """A ClassLabel number as its name; -1 (what `datasets` writes for "no label", as in test
+    splits) as no label; anything else as it is. The record's original object keeps the number,
+    so writing back gives the file's own values."""
+    if isinstance(label, int) and not isinstance(label, bool):
+        if 0 <= label < len(names):
+            return names[label]
+        if label == -1:
+            return None
+    return label
+
+
+def _arrow_schema(path: str) -> Any:
+    """The schema of an Arrow IPC file or stream."""
+    import pyarrow as pa
+
+    source = pa.memory_map(path)
+    try:
+        return pa.ipc.open_file(source).schema
+    except pa.ArrowInvalid:
+        source.seek(0)
+        return pa.ipc.open_stream(source).schema
+
+
+def class_label_names(path: str, filetype: str) -> dict[str, list[str]]:
+    """The names of the Hugging Face `ClassLabel` columns of a Parquet or Arrow file, from the
+    features `datasets` keeps in the schema's metadata: {column: names}. Such a column holds
+    integers (banking77's `label` is 0-76); read as they are, they would be the answers of a chat
+    export ("11") and the classes of a report."""
+    if filetype not in ("parquet", "arrow"):
+        return {}
+    try:
+        if filetype == "parquet":
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(path)
+        else:
+            schema = _arrow_schema(path)
+        features = json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]
+    except Exception:  # noqa: BLE001 - no metadata, or not the shape datasets writes: no names
+        return {}
+    if not isinstance(features, dict):
+        return {}
+    return {
+        col: list(f["names"])
+        for col, f in features.items()
+        if isinstance(f, dict) and f.get("_type") == "ClassLabel" and f.get("names")
+    }
+
+
 def _iter_arrow(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
     """An Arrow IPC file or stream (what Hugging Face `datasets` saves), a batch at a time."""
     import pyarrow as pa
@@ -672,6 +722,13 @@ class Reader:
         if not objs and not head:
             raise InputError("file holds no records", path)
         fmt, why = self._pick_format(objs, path)
+        names = class_label_names(path, filetype)
+        if names and fmt is not None:
+            col = (
+                fmt.label_path(objs[0], self.fields) if objs and isinstance(objs[0], dict) else None
+            )
+            if col in names:
+                why += f"; label numbers read as the {len(names[col])} ClassLabel names"
         info = FileInfo(path, filetype, fmt.name if fmt else "?", why, self._prefix[path])
         self.files.append(info)
         prefix = info.id_prefix
@@ -680,7 +737,10 @@ class Reader:
         def record(line: int, obj: Any) -> Record:
             assert fmt is not None
             row = fmt if given else row_format(fmt, obj, self.fields)
-            return row.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
+            rec = row.to_record(obj, Source(path, line), self.fields, f"{prefix}:{line}")
+            if names and rec.label_path and rec.label_path[0] in names:
+                rec.label = _label_name(rec.label, names[rec.label_path[0]])
+            return rec
 
         for item in head:
             if isinstance(item, Quarantined):
