@@ -625,3 +625,22 @@ def test_code_cut_where_a_new_line_begins_is_dropped_though_normalize_strips_the
     assert res.counts["kept"] >= 190
     # the kept answers carry no trailing whitespace: normalize still fixes what it fixes
     assert all(r["response"] == r["response"].strip() for r in _rows(out / "kept.jsonl"))
+
+
+def test_ids_that_repeat_across_inputs_are_warned_of(tmp_path: Path, gsm8k: list[dict]) -> None:
+    """Two splits that each number their rows 0, 1, 2 ... give records the same ids: a dropped
+    copy then read `"id": 5, "duplicate_of": 5`, and signals.parquet had two rows per id. The run
+    says so; `--id-field ''` gives file:line ids instead, and the records keep their own field."""
+    for name, rows in (("a.jsonl", gsm8k[:30]), ("b.jsonl", [*gsm8k[30:60], gsm8k[5]])):
+        write_objects([{"id": i, **o} for i, o in enumerate(rows)], str(tmp_path / name))
+    inputs = [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    res = runner.invoke(app, ["clean", *inputs, "-o", str(tmp_path / "o1"), "-r", "sft"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "30 ids name more than one record (such as 0)" in said, said
+    res = runner.invoke(
+        app, ["clean", *inputs, "-o", str(tmp_path / "o2"), "-r", "sft", "--id-field", ""]
+    )
+    assert res.exit_code == 0 and "more than one record" not in res.output, res.output
+    (dropped,) = [json.loads(x) for x in (tmp_path / "o2" / "rejected.jsonl").open()]
+    assert dropped["id"] == "b.jsonl:31" and dropped["record"]["id"] == 30
+    assert {r["duplicate_of"] for r in dropped["reasons"]} == {"a.jsonl:6"}

@@ -401,6 +401,14 @@ def clean(
         workers=getattr(executor, "workers", 1) or 1,
         fixes=fixes,
     )
+    n_repeated, example = ids.repeated()
+    if n_repeated:
+        summary["warnings"].append(
+            f"{n_repeated:,} ids name more than one record (such as {dumps(example)}): "
+            "rejected.jsonl's duplicate_of and signals.parquet name records by id, so these are "
+            "ambiguous; use --id-field with a field whose values are unique, or --id-field '' "
+            "for file:line ids"
+        )
     wall = time.perf_counter() - t_start
     summary["timings"] = {
         "wall_seconds": round(wall, 3),
@@ -452,6 +460,20 @@ class IdTable:
 
     def __iter__(self) -> Iterator[Any]:
         return (self[i] for i in range(len(self)))
+
+    def repeated(self) -> tuple[int, Any]:
+        """How many ids name more than one record, and one of them (None when all are unique):
+        64-bit hashes of the JSON texts, so memory stays at 8 bytes an id."""
+        buf, ends = bytes(self._buf), self._ends
+        starts = [0, *ends[:-1]]
+        h = np.fromiter(
+            (hash(buf[a:b]) for a, b in zip(starts, ends, strict=True)), np.int64, len(ends)
+        )
+        values, first, counts = np.unique(h, return_index=True, return_counts=True)
+        many = counts > 1
+        if not many.any():
+            return 0, None
+        return int(many.sum()), self[int(first[many].min())]  # the first in input order
 
 
 def _spill_keys(work: str, index: int, keys: dict[str, Any]) -> None:
