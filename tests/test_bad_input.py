@@ -62,6 +62,35 @@ def test_ragged_csv_rows_are_quarantined(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["counts"]["kept"] == 5
 
 
+def test_spreadsheet_csv_files(tmp_path: Path) -> None:
+    """What spreadsheets write: `;` between columns (a locale whose decimal mark is the comma)
+    used to stop the run ("could not detect the format (fields seen: ['text;category'])"); it
+    reads as the comma file does. A Windows-1252 file quarantines each line with an accent, now
+    with the encoding and the command that converts it named."""
+    import csv
+
+    import tamis
+
+    with open(DATA / "banking77" / "train.csv", newline="") as fh:
+        rows = list(csv.reader(fh))[:41]
+    rows[4][0] = rows[4][0].replace("card", "carte bancaire, déjà commandée,", 1)
+    for name, delimiter, encoding in (
+        ("comma.csv", ",", "utf-8"),
+        ("semi.csv", ";", "utf-8"),
+        ("win.csv", ",", "cp1252"),
+    ):
+        with open(tmp_path / name, "w", newline="", encoding=encoding) as fh:
+            csv.writer(fh, delimiter=delimiter).writerows(rows)
+    comma = [r.to_raw() for r in tamis.read(str(tmp_path / "comma.csv"))]
+    assert len(comma) == 40 and comma[3]["text"] == rows[4][0]
+    assert [r.to_raw() for r in tamis.read(str(tmp_path / "semi.csv"))] == comma
+    code, _, out = _clean(tmp_path, str(tmp_path / "win.csv"))
+    assert code == 0
+    (q,) = _lines(out / "quarantine.jsonl")
+    assert q["line"] == 5 and "Windows-1252" in q["error"] and "iconv -f cp1252" in q["error"]
+    assert json.loads((out / "summary.json").read_text())["counts"]["input"] == 40
+
+
 def test_a_10_mb_field_is_quarantined_and_the_rest_goes_through(tmp_path: Path, gsm8k) -> None:
     big = dict(gsm8k[1], output="x " * 5_000_000)
     p = tmp_path / "big.jsonl"

@@ -315,9 +315,7 @@ def parse_jsonl_line(path: str, n: int, raw: bytes) -> tuple[int, Any] | Quarant
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return Quarantined(
-            path, n, f"invalid UTF-8 at byte {e.start}", raw.decode("utf-8", "replace")
-        )
+        return Quarantined(path, n, _not_utf8(raw, e.start), raw.decode("utf-8", "replace"))
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -477,6 +475,23 @@ def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str,
             yield path, obj
 
 
+CSV_DELIMITERS = (";", "\t", "|")  # what a .csv file whose header has no comma may use instead
+
+
+def _not_utf8(raw: bytes, at: int) -> str:
+    """The quarantine error of a line that is not UTF-8, with the likely cause when the bytes read
+    as Windows-1252 (what Excel and older Windows tools write): then every line with an accent
+    is quarantined, and the fix is one command."""
+    try:
+        raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return f"invalid UTF-8 at byte {at}"
+    return (
+        f"invalid UTF-8 at byte {at} (it reads as Windows-1252: if the file is in that encoding, "
+        "`iconv -f cp1252 -t utf-8` converts it)"
+    )
+
+
 def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
     text = io.TextIOWrapper(
         open_binary(path), encoding="utf-8-sig", errors="surrogateescape", newline=""
@@ -487,6 +502,12 @@ def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, 
             header = next(reader)
         except StopIteration:
             raise InputError("file is empty", path) from None
+        if delimiter == "," and len(header) == 1:
+            # a spreadsheet in a locale whose decimal mark is the comma writes ';' between columns
+            other = next((d for d in CSV_DELIMITERS if d in header[0]), None)
+            if other:
+                yield from _iter_csv(path, other, max_bytes)
+                return
         seen: dict[str, int] = {}
         for col, name in enumerate(header, 1):
             if name in seen and name:  # a dict per row keeps only the last column of a name
@@ -506,7 +527,13 @@ def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, 
                 continue
             raw = delimiter.join(row)
             if any(_has_surrogates(v) for v in row):
-                yield Quarantined(path, line, "invalid UTF-8", _clean_surrogates(raw))
+                as_bytes = raw.encode("utf-8", "surrogateescape")
+                try:
+                    as_bytes.decode("utf-8")
+                    at = 0
+                except UnicodeDecodeError as e:
+                    at = e.start
+                yield Quarantined(path, line, _not_utf8(as_bytes, at), _clean_surrogates(raw))
                 continue
             if len(row) != width:
                 yield Quarantined(
@@ -529,7 +556,7 @@ def _iter_txt(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantin
                 text = line.decode("utf-8")
             except UnicodeDecodeError as e:
                 yield Quarantined(
-                    path, n, f"invalid UTF-8 at byte {e.start}", line.decode("utf-8", "replace")
+                    path, n, _not_utf8(line, e.start), line.decode("utf-8", "replace")
                 )
                 continue
             yield n, {"text": text}
