@@ -487,7 +487,7 @@ def _not_utf8(raw: bytes, at: int) -> str:
     except UnicodeDecodeError:
         return f"invalid UTF-8 at byte {at}"
     return (
-        f"invalid UTF-8 at byte {at} (it reads as Windows-1252: if the file is in that encoding, "
+        f"invalid UTF-8 at byte {at} (it reads as Windows-1252; if the file is in that encoding, "
         "`iconv -f cp1252 -t utf-8` converts it)"
     )
 
