@@ -469,7 +469,7 @@ class IdTable:
         h = np.fromiter(
             (hash(buf[a:b]) for a, b in zip(starts, ends, strict=True)), np.int64, len(ends)
         )
-        values, first, counts = np.unique(h, return_index=True, return_counts=True)
+        _, first, counts = np.unique(h, return_index=True, return_counts=True)
         many = counts > 1
         if not many.any():
             return 0, None

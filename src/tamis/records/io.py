@@ -314,8 +314,8 @@ def parse_jsonl_line(path: str, n: int, raw: bytes) -> tuple[int, Any] | Quarant
     """One JSONL line as (line, object), or a Quarantined saying what is wrong with it."""
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return Quarantined(path, n, _not_utf8(raw, e.start), raw.decode("utf-8", "replace"))
+    except UnicodeDecodeError:
+        return Quarantined(path, n, _not_utf8(raw), raw.decode("utf-8", "replace"))
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -478,10 +478,15 @@ def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str,
 CSV_DELIMITERS = (";", "\t", "|")  # what a .csv file whose header has no comma may use instead
 
 
-def _not_utf8(raw: bytes, at: int) -> str:
-    """The quarantine error of a line that is not UTF-8, with the likely cause when the bytes read
-    as Windows-1252 (what Excel and older Windows tools write): then every line with an accent
-    is quarantined, and the fix is one command."""
+def _not_utf8(raw: bytes) -> str:
+    """The quarantine error of a line that is not UTF-8: where, and the likely cause when the
+    bytes read as Windows-1252 (what Excel and older Windows tools write): then every line with an
+    accent is quarantined, and the fix is one command."""
+    try:
+        raw.decode("utf-8")
+        at = 0
+    except UnicodeDecodeError as e:
+        at = e.start
     try:
         raw.decode("cp1252")
     except UnicodeDecodeError:
@@ -527,13 +532,8 @@ def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, 
                 continue
             raw = delimiter.join(row)
             if any(_has_surrogates(v) for v in row):
-                as_bytes = raw.encode("utf-8", "surrogateescape")
-                try:
-                    as_bytes.decode("utf-8")
-                    at = 0
-                except UnicodeDecodeError as e:
-                    at = e.start
-                yield Quarantined(path, line, _not_utf8(as_bytes, at), _clean_surrogates(raw))
+                error = _not_utf8(raw.encode("utf-8", "surrogateescape"))
+                yield Quarantined(path, line, error, _clean_surrogates(raw))
                 continue
             if len(row) != width:
                 yield Quarantined(
@@ -554,10 +554,8 @@ def _iter_txt(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantin
                 line = line[len(BOM) :]
             try:
                 text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield Quarantined(
-                    path, n, _not_utf8(line, e.start), line.decode("utf-8", "replace")
-                )
+            except UnicodeDecodeError:
+                yield Quarantined(path, n, _not_utf8(line), line.decode("utf-8", "replace"))
                 continue
             yield n, {"text": text}
 
@@ -588,16 +586,22 @@ def _label_name(label: Any, names: list[str]) -> Any:
     return label
 
 
-def _arrow_schema(path: str) -> Any:
-    """The schema of an Arrow IPC file or stream."""
+def _open_arrow(path: str) -> tuple[Any, Iterable[Any]]:
+    """An Arrow IPC file or stream (what Hugging Face `datasets` saves): its schema and its record
+    batches, read one at a time."""
     import pyarrow as pa
 
-    source = pa.memory_map(path)
     try:
-        return pa.ipc.open_file(source).schema
-    except pa.ArrowInvalid:
-        source.seek(0)
-        return pa.ipc.open_stream(source).schema
+        source = pa.memory_map(path)
+        try:
+            reader: Any = pa.ipc.open_file(source)
+            batches: Iterable[Any] = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            source.seek(0)
+            reader = batches = pa.ipc.open_stream(source)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise InputError(f"not a readable Arrow file ({e})", path) from None
+    return reader.schema, batches
 
 
 def class_label_names(path: str, filetype: str) -> dict[str, list[str]]:
@@ -613,7 +617,7 @@ def class_label_names(path: str, filetype: str) -> dict[str, list[str]]:
 
             schema = pq.read_schema(path)
         else:
-            schema = _arrow_schema(path)
+            schema = _open_arrow(path)[0]
         features = json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]
     except Exception:  # noqa: BLE001 - no metadata, or not the shape datasets writes: no names
         return {}
@@ -628,20 +632,8 @@ def class_label_names(path: str, filetype: str) -> dict[str, list[str]]:
 
 def _iter_arrow(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
     """An Arrow IPC file or stream (what Hugging Face `datasets` saves), a batch at a time."""
-    import pyarrow as pa
-
-    try:
-        source = pa.memory_map(path)
-        try:
-            reader: Any = pa.ipc.open_file(source)
-            batches: Iterable[Any] = (reader.get_batch(i) for i in range(reader.num_record_batches))
-        except pa.ArrowInvalid:
-            source.seek(0)
-            batches = pa.ipc.open_stream(source)
-    except (OSError, pa.ArrowInvalid) as e:
-        raise InputError(f"not a readable Arrow file ({e})", path) from None
     n = 0
-    for batch in batches:
+    for batch in _open_arrow(path)[1]:
         for obj in batch.to_pylist():
             n += 1
             yield n, obj
