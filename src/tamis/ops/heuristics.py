@@ -491,7 +491,7 @@ def _line_signals(text: str) -> dict[str, float]:
 
 
 def ngram_repetition(flat: ngrams.Flat) -> tuple[np.ndarray, np.ndarray]:
-    """Gopher's top 2-4-gram share and duplicate 5/10-gram share, for a batch at once.
+    """Gopher's top 2-4-gram share and duplicate 5-gram share, for a batch at once.
 
     A record without words means "not checked" and scores 0.
     """
@@ -499,9 +499,10 @@ def ngram_repetition(flat: ngrams.Flat) -> tuple[np.ndarray, np.ndarray]:
     top = np.zeros(flat.n_records)
     for n in (2, 3, 4):
         top = np.maximum(top, ngrams.top_ngram_frac(flat, n, counts >= n + 1))
-    dup = np.zeros(flat.n_records)
-    for n in (5, 10):
-        dup = np.maximum(dup, ngrams.dup_ngram_frac(flat, n, counts >= 2 * n))
+    # Gopher checks repeated 5- to 10-grams; with one threshold only the 5-grams count: every
+    # later copy of a 10-gram is made of later copies of 5-grams, so the characters the 10-grams
+    # cover are a subset of those the 5-grams cover (and a record with 20 words has 10)
+    dup = ngrams.dup_ngram_frac(flat, 5, counts >= 10)
     return top, dup
 
 
@@ -827,7 +828,7 @@ class Heuristics(Operator):
         ),
         "max_line_run": Param(3, "most times one line may repeat in a row"),
         "max_top_ngram_frac": Param(0.65, "character share of the top 2-4-gram (Gopher: 0.2)"),
-        "max_dup_ngram_frac": Param(0.55, "character share of repeated 5/10-grams (Gopher: 0.15)"),
+        "max_dup_ngram_frac": Param(0.55, "character share of repeated 5-grams (Gopher: 0.15)"),
         "max_symbol_ratio": Param(0.6, "share of ASCII symbol characters (not letters/digits)"),
         "min_truncation_score": Param(
             1.0,
