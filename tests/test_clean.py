@@ -644,3 +644,33 @@ def test_ids_that_repeat_across_inputs_are_warned_of(tmp_path: Path, gsm8k: list
     (dropped,) = [json.loads(x) for x in (tmp_path / "o2" / "rejected.jsonl").open()]
     assert dropped["id"] == "b.jsonl:31" and dropped["record"]["id"] == 30
     assert {r["duplicate_of"] for r in dropped["reasons"]} == {"a.jsonl:6"}
+
+
+def test_kept_jsonl_lines_are_the_input_lines_as_written(tmp_path: Path, gsm8k) -> None:
+    """A JSONL record no operator changed is written as its input line, byte for byte (compact
+    separators, \\u escapes and key order kept, so `diff` shows only what was dropped); one that
+    normalize changed is written anew. Both past the 50 rows read in the main process to detect
+    the format, and on one core and two."""
+    rows = [dict(o) for o in gsm8k[:120]]
+    rows[70]["output"] += "   \r\n"  # normalize strips it: that record is written anew
+    lines = []
+    for i, o in enumerate(rows):
+        if i % 3 == 0:
+            lines.append(json.dumps(o, separators=(",", ":")))
+        elif i % 3 == 1:
+            lines.append(json.dumps({"note": "é", **o}))  # ASCII escapes, another key first
+        else:
+            lines.append(json.dumps(o, ensure_ascii=False, indent=None))
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(("".join(f"  {ln}\r\n" for ln in lines)).encode())
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        res = tamis.clean(str(src), str(out), workers=workers, batch_size=40)
+        kept = (out / "kept.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+        rejected = {r["id"] for r in _rows(out / "rejected.jsonl")}
+        want = [ln for i, ln in enumerate(lines) if f"in.jsonl:{i + 1}" not in rejected]
+        assert len(kept) == res.counts["kept"] == len(want) > 100
+        changed = want.index(lines[70])
+        fixed = {**json.loads(lines[70]), "output": gsm8k[70]["output"]}
+        assert kept[changed] == json.dumps(fixed, ensure_ascii=False)
+        assert kept[:changed] + kept[changed + 1 :] == want[:changed] + want[changed + 1 :]

@@ -45,7 +45,7 @@ OUTPUTS = (
     "summary.json",
 )
 WORK = ".work"
-SPILL_VERSION = 2
+SPILL_VERSION = 3
 
 
 # --- worker side ------------------------------------------------------------------------------
@@ -97,11 +97,12 @@ def process_batch(state: WorkerState, batch: tuple[int, list[Any]]) -> dict[str,
     Returns only what the main process needs now (ids, cross-record keys, counts), so that batch
     results cross between processes once, as a file, not twice.
     """
-    index, items = batch
-    items = [x.resolve() if isinstance(x, Deferred) else x for x in items]
-    records = [x for x in items if isinstance(x, Record)]
-    quarantined = [x.to_json() for x in items if isinstance(x, Quarantined)]
-    orig = [dumps(r.raw) for r in records]
+    index, batch_items = batch
+    resolved = [x.resolve_line() if isinstance(x, Deferred) else (x, None) for x in batch_items]
+    records = [x for x, _ in resolved if isinstance(x, Record)]
+    quarantined = [x.to_json() for x, _ in resolved if isinstance(x, Quarantined)]
+    # each record's JSON as read: its JSONL line as is, else the object serialised
+    orig = [line or dumps(x.raw) for x, line in resolved if isinstance(x, Record)]
     reasons: list[list[dict[str, Any]]] = [[] for _ in records]
     changes: list[str] = []
     signals: dict[str, list[Any]] = {}

@@ -170,15 +170,22 @@ class Deferred:
     given: bool = False  # the format was given (--format): every row is read in it
 
     def resolve(self) -> Record | Quarantined:
+        return self.resolve_line()[0]
+
+    def resolve_line(self) -> tuple[Record | Quarantined, str | None]:
+        """The record and its line as the input wrote it (JSON text, no line end), which is what
+        the record's JSON is until an operator changes it: writing that costs nothing, where
+        serialising the object again costs more than parsing it did."""
         item = parse_jsonl_line(self.path, self.line, self.raw)
         if isinstance(item, Quarantined):
-            return item
+            return item, None
         fmt = FORMATS[self.format]
         if not self.given:
             fmt = row_format(fmt, item[1], self.fields)
-        return fmt.to_record(
+        rec = fmt.to_record(
             item[1], Source(self.path, self.line), self.fields, f"{self.id_prefix}:{self.line}"
         )
+        return rec, self.raw.strip().decode("utf-8")
 
 
 @dataclass
@@ -736,6 +743,7 @@ class Reader:
         )
         head = list(islice(it, SAMPLE_ROWS))
         if lazy:
+            raw_head = head
             head = [x if isinstance(x, Quarantined) else parse_jsonl_line(path, *x) for x in head]
         objs = [x[1] for x in head if not isinstance(x, Quarantined)]
         if not objs and not head:
@@ -761,11 +769,13 @@ class Reader:
                 rec.label = _label_name(rec.label, names[rec.label_path[0]])
             return rec
 
-        for item in head:
+        for i, item in enumerate(head):
             if isinstance(item, Quarantined):
                 yield item
-                continue
-            yield record(*item)
+            elif lazy:  # parsed to detect the format; parsed again where the rest is
+                yield Deferred(path, item[0], raw_head[i][1], fmt.name, prefix, self.fields, given)
+            else:
+                yield record(*item)
         for item in it:
             if isinstance(item, Quarantined):
                 yield item
