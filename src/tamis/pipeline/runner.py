@@ -640,8 +640,8 @@ def _write_batches(
     return tally
 
 
-# pass 2 on two cores: a forked helper writes the first half of the batches while this process
-# writes the second; only where fork is the platform's safe default and the input is not tiny
+# pass 2 on two cores: a forked helper writes the first 3 batches in 5 while this process
+# writes the rest; only where fork is the platform's safe default and the input is not tiny
 PARALLEL_WRITE_MIN_BATCHES = 4
 
 
@@ -665,13 +665,15 @@ def _write_in_two(
     meanwhile: Any,
     fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] | None = None,
 ) -> dict[str, Counter]:
-    """`_write_batches` over all batches, the same bytes: the first half in a forked process that
-    first calls `before` (the cross-record artifacts), the second here, which then calls
+    """`_write_batches` over all batches, the same bytes: the first batches in a forked process
+    that first calls `before` (the cross-record artifacts), the rest here, which then calls
     `meanwhile` (the signals: pyarrow stays out of the forked process)."""
     import multiprocessing as mp
 
     n = len(batch_records)
-    half = n // 2
+    # the helper takes 3 batches in 5: this process writes signals.parquet besides its share
+    # (75,000 records: 0.3 s of the 0.6 s pass), the helper only the cross-record artifacts
+    half = (3 * n) // 5
     pos_half = sum(batch_records[:half])
     parts = {name: path + ".part" for name, path in paths.items()}
     ctx = mp.get_context("fork")
