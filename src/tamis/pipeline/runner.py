@@ -33,7 +33,14 @@ from tamis.pipeline.cache import SignalCache, content_hash, default_cache_dir
 from tamis.pipeline.executors import Executor, LocalExecutor
 from tamis.pipeline.recipe import Recipe, recipe_for_format
 from tamis.records.formats import FieldMap
-from tamis.records.io import DEFAULT_MAX_RECORD_BYTES, Deferred, Quarantined, Reader, dumps
+from tamis.records.io import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DeferredLines,
+    Quarantined,
+    Reader,
+    dumps,
+    pack_deferred,
+)
 from tamis.records.model import Record
 
 OUTPUTS = (
@@ -98,7 +105,12 @@ def process_batch(state: WorkerState, batch: tuple[int, list[Any]]) -> dict[str,
     results cross between processes once, as a file, not twice.
     """
     index, batch_items = batch
-    resolved = [x.resolve_line() if isinstance(x, Deferred) else (x, None) for x in batch_items]
+    resolved: list[tuple[Any, str | None]] = []
+    for x in batch_items:  # JSONL lines come unparsed (see `pack_deferred`), the rest as read
+        if isinstance(x, DeferredLines):
+            resolved.extend(x.resolve_lines())
+        else:
+            resolved.append((x, None))
     records = [x for x, _ in resolved if isinstance(x, Record)]
     quarantined = [x.to_json() for x, _ in resolved if isinstance(x, Quarantined)]
     # each record's JSON as read: its JSONL line as is, else the object serialised
@@ -318,11 +330,11 @@ def clean(
     cache_hits = cache_misses = 0
 
     def todo() -> Iterator[tuple[int, list[Any]]]:
-        for b in _batches(reader.items(defer=True), batch_size):
-            if b[0] in done:
-                bar.advance(len(b[1]))
+        for index, items in _batches(reader.items(defer=True), batch_size):
+            if index in done:
+                bar.advance(len(items))
                 continue
-            yield b
+            yield index, pack_deferred(items)
 
     def absorb(res: dict[str, Any]) -> None:
         ids.extend(res["ids"])
