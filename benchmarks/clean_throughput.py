@@ -6,9 +6,9 @@ models, and `endings`, which fits a model on the data set); DataTrove runs
 GopherQualityFilter + GopherRepetitionFilter with its LocalPipelineExecutor, 2 tasks / 2 workers,
 on the same instruction+answer texts. Each run is a fresh process, timed end to end (start-up
 included; at 75,000 records both tools run 3 times, interleaved, and the median counts); peak
-memory sums the proportional set size (PSS) of the process tree, so pages that processes share
-count once. `--large` adds 750,000-record tamis runs to show that memory stays flat. Writes its
-table to docs/benchmarks.md.
+memory, from one more run of each that samples it, sums the proportional set size (PSS) of the
+process tree, so pages that processes share count once. `--large` adds 750,000-record tamis runs
+to show that memory stays flat. Writes its table to docs/benchmarks.md.
 
     pip install -e ".[filters,bench]" && python benchmarks/clean_throughput.py [--large]
 """
@@ -56,10 +56,18 @@ def _memory(p: psutil.Process) -> int:
         return p.memory_info().rss
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak memory (MB, PSS summed over the process tree) of a command."""
+def measure(cmd: list[str], memory: bool = False) -> tuple[float, float]:
+    """Wall seconds and, with `memory`, peak memory (MB, PSS summed over the process tree) of a
+    command. Timed runs do not sample memory: a look at the PSS of a process tree walks every
+    process's page tables (about 7 ms here), 20 looks a second took 0.4 s of CPU from a 5 s run
+    and slowed it by a tenth, so memory comes from runs of its own."""
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if not memory:
+        _, err = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"{cmd} failed: {err.decode()[-2000:]}")
+        return time.perf_counter() - t0, float("nan")
     peak = 0
     while proc.poll() is None:
         try:
@@ -112,23 +120,26 @@ def main() -> None:
         per_record = recipe_without(tmp, (*models, "minhash_dedup"), "per_record")
         n = 75_000
 
-        def tamis_once(name: str, recipe: str, source: Path, count: int) -> tuple[float, float]:
+        def tamis_once(
+            name: str, recipe: str, source: Path, count: int, memory: bool = False
+        ) -> tuple[float, float]:
             out = tmp / f"out_{name}"
             cmd = [*TAMIS, "clean", str(source), "-o", str(out), "-r", recipe, "-w", "2", "-q"]
-            wall, peak = measure([*cmd, "--no-cache"])
+            wall, peak = measure([*cmd, "--no-cache"], memory)
             summary = json.loads((out / "summary.json").read_text())
             assert summary["counts"]["input"] == count
             return wall, peak
 
-        def add_row(name: str, count: int, runs: list[tuple[float, float]]) -> float:
-            """The median wall time of the runs and the largest peak memory; records/s."""
-            walls = [w for w, _ in runs]
+        def add_row(name: str, count: int, walls: list[float], peak: float) -> float:
+            """The median wall time of the timed runs, and the memory run's peak; records/s."""
             wall = statistics.median(walls)
-            rows.append((name, count, wall, count / wall, max(m for _, m in runs), walls))
+            rows.append((name, count, wall, count / wall, peak, walls))
             return count / wall
 
         def tamis_run(name: str, recipe: str, source: Path, count: int) -> float:
-            return add_row(name, count, [tamis_once(name, recipe, source, count)])
+            wall, _ = tamis_once(name, recipe, source, count)
+            _, peak = tamis_once(name, recipe, source, count, memory=True)
+            return add_row(name, count, [wall], peak)
 
         # Rounds: in each, the reference and every 75,000-record tamis run once, one after the
         # other. This shared machine's speed drifts by +-15% within minutes; interleaved, each
@@ -139,17 +150,22 @@ def main() -> None:
             ("tamis default recipe (+ language id, offensive, endings)", "sft"),
             ("tamis, no model operators, no MinHash", str(per_record)),
         ]
-        runs: dict[str, list[tuple[float, float]]] = {dt_name: [], **{c: [] for c, _ in configs}}
+        runs: dict[str, list[float]] = {dt_name: [], **{c: [] for c, _ in configs}}
         for i in range(ROUNDS):
             dt_cmd = [sys.executable, "-c", DATATROVE, str(dt_src), str(tmp / f"dt{i}")]
-            runs[dt_name].append(measure(dt_cmd))
+            runs[dt_name].append(measure(dt_cmd)[0])
             for name, recipe in configs:
-                runs[name].append(tamis_once(name, recipe, src, n))
-        dt_rate = add_row(dt_name, n, runs[dt_name])
-        fast, full, _ = (add_row(name, n, runs[name]) for name, _ in configs)
+                runs[name].append(tamis_once(name, recipe, src, n)[0])
+        # then one run each for peak memory
+        _, dt_peak = measure(
+            [sys.executable, "-c", DATATROVE, str(dt_src), str(tmp / "dt_memory")], memory=True
+        )
+        peaks = {name: tamis_once(name, recipe, src, n, memory=True)[1] for name, recipe in configs}
+        dt_rate = add_row(dt_name, n, runs[dt_name], dt_peak)
+        fast, full, _ = (add_row(name, n, runs[name], peaks[name]) for name, _ in configs)
         # each round's own ratio: the reference's time over tamis' in the same round
         per_round, per_round_full = (
-            [d[0] / t[0] for d, t in zip(runs[dt_name], runs[name], strict=True)]
+            [d / t for d, t in zip(runs[dt_name], runs[name], strict=True)]
             for name, _ in configs[:2]
         )
         if large:
@@ -180,7 +196,9 @@ def main() -> None:
         f"{', '.join(f'{r:.1f}x' for r in per_round_full)} with them. 2 workers each; times "
         f"include process start-up and model loading; at 75,000 records, {ROUNDS} rounds, each "
         "running DataTrove and then each tamis configuration once, one after the other, so "
-        "that a drift in the machine's speed falls on both; the medians count. The "
+        "that a drift in the machine's speed falls on both; the medians count. Peak memory "
+        "comes from one more run of each, which samples it 20 times a second (sampling slows a "
+        "run by about a tenth, so timed runs do not). The "
         "default recipe includes near-duplicate detection (MinHash): its signatures (256 bytes a "
         "record and as many again for its answer: 384 MB at 750,000 records) wait for the "
         "decision in files, read a band at a time, so they do not stay in memory; so do "
