@@ -275,6 +275,13 @@ def test_pii_prefilter_never_hides_pii(gsm8k) -> None:
     missed = [t for t, m in zip(texts, may, strict=True) if not m and find_pii(t)]
     assert not missed
     assert sum(may) < len(texts) // 4  # and it does turn most text away
+    # a lone surrogate (above) sends the batch text by text; without one, it is searched as one
+    # string, which must answer as the texts one by one do, also where texts meet: digits that
+    # would make a phone number together, a `+` prefix at a text's start
+    edges = ["call 0123", "456 78 now", "ab", "+44 20 7946 0000", "x+12", "", "12", "+9"]
+    whole = [t for t in texts if t != "\ud800"] + edges
+    assert may_hold_pii(whole) == [may_hold_pii([t])[0] for t in whole]
+    assert may_hold_pii(edges) == [False, False, False, True, False, False, False, True]
 
 
 def test_batch_tokens_are_the_regex_tokens(gsm8k) -> None:
