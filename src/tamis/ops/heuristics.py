@@ -681,6 +681,8 @@ def _open_calculation(last: str) -> bool:
     `120 + 90 + 108`): a worked step cut before its "=". None of the 13,931 answers of gsm8k and
     GPTeacher ends like this except one code-gen "expected output" line; a right-hand side
     (`x = 5 * 2`) or a term with a variable (`c * 9 / 5`) is not read as one."""
+    if not last or not (last[-1].isdigit() or last[-1] == "%"):  # how every number ends
+        return False
     m = OPEN_CALC.search(last[-80:])
     if m is None or REAL_OPERATOR.search(m.group()) is None:
         return False
