@@ -91,6 +91,66 @@ def test_spreadsheet_csv_files(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["counts"]["input"] == 40
 
 
+def test_utf16_files_read_by_their_byte_order_mark(tmp_path: Path, gsm8k) -> None:
+    """What Windows writes as "Unicode": Excel's Unicode Text (UTF-16 LE, a BOM, tabs) and
+    PowerShell's `>` (UTF-16 LE with a BOM) used to stop with "looks like a binary file"; they
+    read as their UTF-8 copies do, compressed or not, line numbers and quarantine kept."""
+    import csv
+    import gzip
+
+    import tamis
+
+    with open(DATA / "banking77" / "train.csv", newline="") as fh:
+        rows = list(csv.reader(fh))[:41]
+    rows[4][0] = rows[4][0].replace("card", "carte bancaire, déjà commandée,", 1)
+    lines = [json.dumps(o, ensure_ascii=False) for o in gsm8k[:30]]
+    lines[0] = lines[0].replace("Natalia", "Natália")
+    lines[12] = lines[12][:40]  # a broken line: quarantined with its number
+    jsonl = "\n".join(lines) + "\n"
+    (tmp_path / "utf8.jsonl").write_text(jsonl, encoding="utf-8")
+    for name, encoding in (
+        ("ps.jsonl", "utf-16"),
+        ("be.jsonl", "utf-16-be"),
+        ("u32.jsonl", "utf-32"),
+    ):
+        data = jsonl.encode(encoding)
+        if encoding == "utf-16-be":
+            data = b"\xfe\xff" + data
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "ps.jsonl.gz").write_bytes(gzip.compress((tmp_path / "ps.jsonl").read_bytes()))
+    with open(tmp_path / "utf8.tsv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, delimiter="\t").writerows(rows)
+    with open(tmp_path / "excel.tsv", "w", newline="", encoding="utf-16") as fh:
+        csv.writer(fh, delimiter="\t").writerows(rows)
+
+    def objects(path: Path) -> list:
+        reader = tamis.read(str(path))
+        return [(r.id, r.to_raw()) for r in reader] + [
+            (q.line, q.error) for q in reader.quarantined
+        ]
+
+    want = objects(tmp_path / "utf8.jsonl")
+    assert len(want) == 30 and want[-1][0] == 13
+    for name in ("ps.jsonl", "be.jsonl", "u32.jsonl", "ps.jsonl.gz"):
+        got = objects(tmp_path / name)
+        assert [x[1] for x in got] == [x[1] for x in want], name
+        assert [x[0].split(":")[-1] for x in got[:-1]] == [x[0].split(":")[-1] for x in want[:-1]]
+    assert objects(tmp_path / "excel.tsv")[3][1]["text"] == rows[4][0]
+    assert [x[1] for x in objects(tmp_path / "excel.tsv")] == [
+        x[1] for x in objects(tmp_path / "utf8.tsv")
+    ]
+    code, _, out = _clean(tmp_path, str(tmp_path / "ps.jsonl"))
+    assert code == 0
+    (q,) = _lines(out / "quarantine.jsonl")
+    assert q["line"] == 13
+    (tmp_path / "nobom.jsonl").write_bytes(jsonl.encode("utf-16-le"))  # no mark: said so
+    code, err, _ = _clean(tmp_path, str(tmp_path / "nobom.jsonl"))
+    assert code == 2 and "UTF-16 (LE) text without a byte-order mark" in err
+    assert "iconv -f utf-16le -t utf-8" in err
+    kept = (out / "kept.jsonl").read_text(encoding="utf-8")  # outputs are UTF-8
+    assert "Natália" in kept
+
+
 def test_a_10_mb_field_is_quarantined_and_the_rest_goes_through(tmp_path: Path, gsm8k) -> None:
     big = dict(gsm8k[1], output="x " * 5_000_000)
     p = tmp_path / "big.jsonl"

@@ -112,18 +112,75 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
-def open_binary(path: str) -> io.BufferedIOBase:
-    """The file's bytes, decompressed when it is gzip, bzip2, xz or zstd (pyarrow's codec)."""
-    kind = compression_of(path)
-    if kind is None:
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    if kind == "zstd":
-        import pyarrow as pa
+class _ToUtf8(io.RawIOBase):
+    """A UTF-16 or UTF-32 stream as UTF-8 bytes, decoded a block at a time, so that every reader
+    (which reads UTF-8) takes it as it is; the byte-order mark is dropped, line breaks kept."""
 
-        fh: Any = pa.input_stream(path, compression="zstd")
+    def __init__(self, fh: Any, path: str, encoding: str) -> None:
+        self._fh, self._path, self._encoding = fh, path, encoding
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._pending = b""
+        self._read = 0  # bytes of the file decoded so far
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._pending:
+            data = self._fh.read(1 << 16)
+            try:
+                text = self._decoder.decode(data, final=not data)
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"invalid {self._encoding.upper()} (by its byte-order mark) at byte "
+                    f"{self._read + e.start}",
+                    self._path,
+                ) from None
+            self._read += len(data)
+            self._pending = text.encode("utf-8", "surrogatepass")
+            if not data:
+                break
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+# byte-order marks of the encodings Windows tools write as "Unicode" (Excel's Unicode Text and
+# PowerShell's `>` are UTF-16 LE); UTF-32's first, since its LE mark begins as UTF-16's does
+UNICODE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """The file's bytes as UTF-8, decompressed when it is gzip, bzip2, xz or zstd (pyarrow's
+    codec), and decoded when a byte-order mark says UTF-16 or UTF-32."""
+    kind = compression_of(path)
+    fh: Any
+    if kind is None:
+        fh = open(path, "rb")  # noqa: SIM115 - the caller closes it
     else:
-        fh = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path, "rb")
-    return io.BufferedReader(_Decompressed(fh, path, kind), 1 << 16)
+        if kind == "zstd":
+            import pyarrow as pa
+
+            raw: Any = pa.input_stream(path, compression="zstd")
+        else:
+            raw = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path, "rb")
+        fh = io.BufferedReader(_Decompressed(raw, path, kind), 1 << 16)
+    head = fh.peek(4)[:4]
+    for bom, encoding in UNICODE_BOMS:
+        if head.startswith(bom):
+            return io.BufferedReader(_ToUtf8(fh, path, encoding), 1 << 16)
+    return fh
 
 
 def open_text_out(path: str, newline: str | None = None) -> Any:
@@ -331,6 +388,13 @@ def sniff_filetype(path: str) -> str:
             )
         return "parquet"
     if b"\x00" in head:
+        for order, chars, nuls in (("le", head[0::2], head[1::2]), ("be", head[1::2], head[0::2])):
+            if b"\x00" not in chars and nuls.count(0) > len(nuls) * 0.9:  # ASCII as UTF-16
+                raise InputError(
+                    f"looks like UTF-16 ({order.upper()}) text without a byte-order mark: "
+                    f"convert it with `iconv -f utf-16{order} -t utf-8`",
+                    path,
+                )
         raise InputError(
             "looks like a binary file, not JSONL, JSON, CSV, TSV, TXT, Parquet or Arrow", path
         )
