@@ -88,7 +88,21 @@ def test_spreadsheet_csv_files(tmp_path: Path) -> None:
     assert code == 0
     (q,) = _lines(out / "quarantine.jsonl")
     assert q["line"] == 5 and "Windows-1252" in q["error"] and "iconv -f cp1252" in q["error"]
+    assert "--encoding cp1252" in q["error"]
     assert json.loads((out / "summary.json").read_text())["counts"]["input"] == 40
+    # the option the hint names: the file reads as the UTF-8 one does, nothing quarantined
+    win = tamis.read(str(tmp_path / "win.csv"), encoding="cp1252")
+    assert [r.to_raw() for r in win] == comma and not win.quarantined
+    code, _, out = _clean(tmp_path, str(tmp_path / "win.csv"), "--encoding", "cp1252")
+    assert code == 0 and "déjà commandée" in (out / "kept.jsonl").read_text(encoding="utf-8")
+    # a byte the encoding has no character for, or an unknown encoding: a clear stop
+    data = (tmp_path / "win.csv").read_bytes().split(b"\n")
+    data[9] = data[9].replace(b"card", b"c\x81rd", 1)
+    (tmp_path / "bad.csv").write_bytes(b"\n".join(data))
+    code, err, _ = _clean(tmp_path, str(tmp_path / "bad.csv"), "--encoding", "cp1252")
+    assert code == 2 and "bad.csv:10: invalid CP1252 at byte" in err and "0x81" in err
+    code, err, _ = _clean(tmp_path, str(tmp_path / "win.csv"), "--encoding", "klingon")
+    assert code == 2 and "unknown encoding 'klingon'" in err
 
 
 def test_utf16_files_read_by_their_byte_order_mark(tmp_path: Path, gsm8k) -> None:

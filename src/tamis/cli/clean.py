@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tamis.cli.common import (
     INPUTS_HELP,
+    EncodingOpt,
     FormatOpt,
     IdFieldOpt,
     InputFieldOpt,
@@ -93,6 +94,7 @@ def clean(
         None, "--reference", help="examples or a .md description of the target domain"
     ),
     format: str = FormatOpt,
+    encoding: str = EncodingOpt,
     text_field: str = TextFieldOpt,
     label_field: str = LabelFieldOpt,
     id_field: str = IdFieldOpt,
@@ -126,6 +128,7 @@ def _clean(**o: object) -> None:
         resume=o["resume"],
         format=o["format"],
         fields=fields,
+        encoding=o["encoding"],
         cache_dir=o["cache_dir"],
         use_cache=not o["no_cache"],
         max_record_mb=o["max_record_mb"],
@@ -166,6 +169,7 @@ def check(
         None, "--reference", help="examples or a .md description of the target domain"
     ),
     format: str = FormatOpt,
+    encoding: str = EncodingOpt,
     text_field: str = TextFieldOpt,
     label_field: str = LabelFieldOpt,
     id_field: str = IdFieldOpt,
@@ -197,6 +201,7 @@ def _check(**o: object) -> None:
         workers=o["workers"],
         format=o["format"],
         fields=fields,
+        encoding=o["encoding"],
         progress=not o["quiet"],
         against=o["against"] or None,
         reference=o["reference"],

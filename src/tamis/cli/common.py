@@ -68,6 +68,9 @@ def print_json(obj: Any) -> None:
 
 # Reusable typer option declarations
 FormatOpt = typer.Option(None, "--format", "-f", help=FORMAT_HELP)
+EncodingOpt = typer.Option(
+    None, help="text files' encoding when not UTF-8, e.g. cp1252 (UTF-16 with a BOM is read)"
+)
 TextFieldOpt = typer.Option(None, help="field holding the text (plain text / classification)")
 LabelFieldOpt = typer.Option(None, help="field holding the label (classification)")
 IdFieldOpt = typer.Option("id", help="field holding a record id (else file:line)")

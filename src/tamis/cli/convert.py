@@ -8,6 +8,7 @@ import typer
 
 from tamis.cli.common import (
     INPUTS_HELP,
+    EncodingOpt,
     FormatOpt,
     IdFieldOpt,
     InputFieldOpt,
@@ -34,6 +35,7 @@ def convert(
         "same", help=f"'same' (the input's own fields) or one of: {', '.join(EXPORTERS)}"
     ),
     format: str = FormatOpt,
+    encoding: str = EncodingOpt,
     text_field: str = TextFieldOpt,
     label_field: str = LabelFieldOpt,
     id_field: str = IdFieldOpt,
@@ -56,7 +58,7 @@ def _convert(**o: object) -> None:
         o["input_field"],
         o["output_field"],
     )
-    reader = Reader(list(o["inputs"]), format=o["format"], fields=fields)
+    reader = Reader(list(o["inputs"]), format=o["format"], fields=fields, encoding=o["encoding"])
     skipped = None
     if o["to"] == "same":
         n = write(reader, o["output"])

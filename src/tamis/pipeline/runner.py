@@ -248,6 +248,7 @@ def clean(
     resume: bool = False,
     format: str | None = None,
     fields: FieldMap | None = None,
+    encoding: str | None = None,
     cache_dir: str | None = None,
     use_cache: bool = True,
     max_record_mb: float = DEFAULT_MAX_RECORD_BYTES / 1024 / 1024,
@@ -261,14 +262,18 @@ def clean(
     Writes kept.jsonl, rejected.jsonl, quarantine.jsonl, changes.jsonl, signals.parquet and
     summary.json. Records in = kept + rejected + quarantined, always. `against` (evaluation
     files) adds the `contamination` check; `reference` (examples or a description of the
-    target domain) adds `relevance`.
+    target domain) adds `relevance`. `encoding`: the text inputs' encoding when not UTF-8.
     """
     t_start = time.perf_counter()
     if isinstance(inputs, str):
         inputs = [inputs]
     max_bytes = int(max_record_mb * 1024 * 1024)
     reader = Reader(
-        list(inputs), format=format, fields=fields or FieldMap(), max_record_bytes=max_bytes
+        list(inputs),
+        format=format,
+        fields=fields or FieldMap(),
+        max_record_bytes=max_bytes,
+        encoding=encoding,
     )
     rec = _resolve_recipe(recipe, reader)
     if against:
@@ -302,7 +307,12 @@ def clean(
         "embeddings": any(op.uses_embeddings for op in cross_ops),
     }
 
-    opts = {"format": format, "fields": vars(fields or FieldMap()), "max_record_bytes": max_bytes}
+    opts = {
+        "format": format,
+        "fields": vars(fields or FieldMap()),
+        "max_record_bytes": max_bytes,
+        "encoding": reader.encoding,
+    }
     manifest = _manifest(reader, rec, batch_size, opts)
     mpath = os.path.join(work, "manifest.json")
     if resume and os.path.exists(mpath):

@@ -113,14 +113,16 @@ class _Decompressed(io.RawIOBase):
 
 
 class _ToUtf8(io.RawIOBase):
-    """A UTF-16 or UTF-32 stream as UTF-8 bytes, decoded a block at a time, so that every reader
-    (which reads UTF-8) takes it as it is; the byte-order mark is dropped, line breaks kept."""
+    """A stream in another encoding (given, or UTF-16/32 by its byte-order mark) as UTF-8 bytes,
+    decoded a block at a time, so that every reader (which reads UTF-8) takes it as it is; a
+    byte-order mark is dropped, line breaks kept."""
 
-    def __init__(self, fh: Any, path: str, encoding: str) -> None:
-        self._fh, self._path, self._encoding = fh, path, encoding
+    def __init__(self, fh: Any, path: str, encoding: str, why: str = "") -> None:
+        self._fh, self._path, self._encoding, self._why = fh, path, encoding, why
         self._decoder = codecs.getincrementaldecoder(encoding)()
         self._pending = b""
         self._read = 0  # bytes of the file decoded so far
+        self._lines = 1  # the line the next decoded text starts on
 
     def readable(self) -> bool:
         return True
@@ -131,12 +133,13 @@ class _ToUtf8(io.RawIOBase):
             try:
                 text = self._decoder.decode(data, final=not data)
             except UnicodeDecodeError as e:
-                raise InputError(
-                    f"invalid {self._encoding.upper()} (by its byte-order mark) at byte "
-                    f"{self._read + e.start}",
-                    self._path,
-                ) from None
+                line = self._lines + data[: e.start].decode(self._encoding, "replace").count("\n")
+                msg = f"invalid {self._encoding.upper()}{self._why} at byte {self._read + e.start}"
+                if e.end - e.start == 1 and e.start < len(data):  # a byte it has no character for
+                    msg += f" (0x{data[e.start]:02x} is no character in it)"
+                raise InputError(msg, self._path, line) from None
             self._read += len(data)
+            self._lines += text.count("\n")
             self._pending = text.encode("utf-8", "surrogatepass")
             if not data:
                 break
@@ -161,9 +164,25 @@ UNICODE_BOMS = (
 )
 
 
-def open_binary(path: str) -> io.BufferedIOBase:
+def check_encoding(encoding: str | None) -> str | None:
+    """The encoding's canonical name, None for UTF-8 (read as such), or an error for a name
+    Python does not know."""
+    if encoding is None:
+        return None
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(
+            f"unknown encoding '{encoding}' (e.g. cp1252, latin-1, utf-16, shift_jis)"
+        ) from None
+    return None if name in ("utf-8", "utf-8-sig") else name
+
+
+def open_binary(path: str, encoding: str | None = None) -> io.BufferedIOBase:
     """The file's bytes as UTF-8, decompressed when it is gzip, bzip2, xz or zstd (pyarrow's
-    codec), and decoded when a byte-order mark says UTF-16 or UTF-32."""
+    codec), and decoded from `encoding` when one is given, or from UTF-16 or UTF-32 when a
+    byte-order mark says so."""
+    encoding = check_encoding(encoding)
     kind = compression_of(path)
     fh: Any
     if kind is None:
@@ -176,10 +195,12 @@ def open_binary(path: str) -> io.BufferedIOBase:
         else:
             raw = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path, "rb")
         fh = io.BufferedReader(_Decompressed(raw, path, kind), 1 << 16)
+    if encoding is not None:
+        return io.BufferedReader(_ToUtf8(fh, path, encoding), 1 << 16)
     head = fh.peek(4)[:4]
-    for bom, encoding in UNICODE_BOMS:
+    for bom, found in UNICODE_BOMS:
         if head.startswith(bom):
-            return io.BufferedReader(_ToUtf8(fh, path, encoding), 1 << 16)
+            return io.BufferedReader(_ToUtf8(fh, path, found, " (by its byte-order mark)"), 1 << 16)
     return fh
 
 
@@ -366,10 +387,10 @@ def expand_paths(inputs: Iterable[str]) -> list[str]:
     return out
 
 
-def sniff_filetype(path: str) -> str:
+def sniff_filetype(path: str, encoding: str | None = None) -> str:
     """The file type from its extension, or from its first bytes; refuse binary files."""
     kind = compression_of(path)
-    with open_binary(path) as fh:
+    with open_binary(path, encoding) as fh:
         head = fh.read(8192)
     if not head:
         raise InputError("file is empty", path)
@@ -418,9 +439,11 @@ def sniff_filetype(path: str) -> str:
 # --- raw readers: yield (line, obj) or a Quarantined --------------------------------------------
 
 
-def _iter_jsonl_raw(path: str, max_bytes: int) -> Iterator[tuple[int, bytes] | Quarantined]:
+def _iter_jsonl_raw(
+    path: str, max_bytes: int, encoding: str | None = None
+) -> Iterator[tuple[int, bytes] | Quarantined]:
     """Non-blank lines of a JSONL file, unparsed; lines over the size limit are quarantined."""
-    with open_binary(path) as fh:
+    with open_binary(path, encoding) as fh:
         for n, raw in enumerate(fh, 1):
             if n == 1 and raw.startswith(BOM):  # a byte-order mark (Windows editors write one)
                 raw = raw[len(BOM) :]
@@ -447,18 +470,22 @@ def parse_jsonl_line(path: str, n: int, raw: bytes) -> tuple[int, Any] | Quarant
     return n, obj
 
 
-def _iter_jsonl(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
-    for item in _iter_jsonl_raw(path, max_bytes):
+def _iter_jsonl(
+    path: str, max_bytes: int, encoding: str | None = None
+) -> Iterator[tuple[int, Any] | Quarantined]:
+    for item in _iter_jsonl_raw(path, max_bytes, encoding):
         yield item if isinstance(item, Quarantined) else parse_jsonl_line(path, *item)
 
 
-def _iter_json(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
-    with open_binary(path) as fh:
+def _iter_json(
+    path: str, max_bytes: int, encoding: str | None = None
+) -> Iterator[tuple[int, Any] | Quarantined]:
+    with open_binary(path, encoding) as fh:
         head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"["):
-        yield from _json_elements(_iter_json_array(path))
+        yield from _json_elements(_iter_json_array(path, encoding=encoding))
         return
-    with open_binary(path) as fh:
+    with open_binary(path, encoding) as fh:
         data = fh.read()
     try:
         value = json.loads(data.decode("utf-8-sig"))
@@ -513,7 +540,9 @@ JSON_CHUNK = 1 << 20
 _WS = " \t\r\n"
 
 
-def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str, Any]]:
+def _iter_json_array(
+    path: str, chunk: int | None = None, encoding: str | None = None
+) -> Iterator[tuple[str, Any]]:
     """The elements of a top-level JSON array, one at a time: memory holds one chunk and one
     element, not the file. What does not parse stops the run with its line, as a whole parse
     would."""
@@ -521,7 +550,7 @@ def _iter_json_array(path: str, chunk: int | None = None) -> Iterator[tuple[str,
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8-sig")()
     buf, pos, line, read, eof = "", 0, 1, 0, False
-    with open_binary(path) as fh:
+    with open_binary(path, encoding) as fh:
 
         def more() -> None:
             nonlocal buf, pos, read, eof
@@ -603,7 +632,7 @@ CSV_DELIMITERS = (";", "\t", "|")  # what a .csv file whose header has no comma 
 def _not_utf8(raw: bytes) -> str:
     """The quarantine error of a line that is not UTF-8: where, and the likely cause when the
     bytes read as Windows-1252 (what Excel and older Windows tools write): then every line with an
-    accent is quarantined, and the fix is one command."""
+    accent is quarantined, and the fix is one option."""
     try:
         raw.decode("utf-8")
         at = 0
@@ -615,13 +644,15 @@ def _not_utf8(raw: bytes) -> str:
         return f"invalid UTF-8 at byte {at}"
     return (
         f"invalid UTF-8 at byte {at} (it reads as Windows-1252; if the file is in that encoding, "
-        "`iconv -f cp1252 -t utf-8` converts it)"
+        "give --encoding cp1252, or `iconv -f cp1252 -t utf-8` converts it)"
     )
 
 
-def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
+def _iter_csv(
+    path: str, delimiter: str, max_bytes: int, encoding: str | None = None
+) -> Iterator[tuple[int, Any] | Quarantined]:
     text = io.TextIOWrapper(
-        open_binary(path), encoding="utf-8-sig", errors="surrogateescape", newline=""
+        open_binary(path, encoding), encoding="utf-8-sig", errors="surrogateescape", newline=""
     )
     with text as fh:
         reader = csv.reader(fh, delimiter=delimiter)
@@ -633,7 +664,7 @@ def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, 
             # a spreadsheet in a locale whose decimal mark is the comma writes ';' between columns
             other = next((d for d in CSV_DELIMITERS if d in header[0]), None)
             if other:
-                yield from _iter_csv(path, other, max_bytes)
+                yield from _iter_csv(path, other, max_bytes, encoding)
                 return
         seen: dict[str, int] = {}
         for col, name in enumerate(header, 1):
@@ -668,8 +699,10 @@ def _iter_csv(path: str, delimiter: str, max_bytes: int) -> Iterator[tuple[int, 
             yield line, dict(zip(header, row, strict=True))
 
 
-def _iter_txt(path: str, max_bytes: int) -> Iterator[tuple[int, Any] | Quarantined]:
-    with open_binary(path) as fh:
+def _iter_txt(
+    path: str, max_bytes: int, encoding: str | None = None
+) -> Iterator[tuple[int, Any] | Quarantined]:
+    with open_binary(path, encoding) as fh:
         for n, raw in enumerate(fh, 1):
             line = raw.rstrip(b"\r\n")  # blank lines stay records: line n is record n
             if n == 1 and line.startswith(BOM):
@@ -785,20 +818,20 @@ def _clean_surrogates(s: str) -> str:
 
 
 def iter_objects(
-    path: str, filetype: str, max_bytes: int
+    path: str, filetype: str, max_bytes: int, encoding: str | None = None
 ) -> Iterator[tuple[int, Any] | Quarantined]:
     if filetype == "jsonl":
-        return _iter_jsonl(path, max_bytes)
+        return _iter_jsonl(path, max_bytes, encoding)
     if filetype == "json":
-        return _iter_json(path, max_bytes)
+        return _iter_json(path, max_bytes, encoding)
     if filetype in ("csv", "tsv"):
-        return _iter_csv(path, "\t" if filetype == "tsv" else ",", max_bytes)
+        return _iter_csv(path, "\t" if filetype == "tsv" else ",", max_bytes, encoding)
     if filetype == "parquet":
         return _iter_parquet(path, max_bytes)
     if filetype == "arrow":
         return _iter_arrow(path, max_bytes)
     if filetype == "txt":
-        return _iter_txt(path, max_bytes)
+        return _iter_txt(path, max_bytes, encoding)
     raise InputError(f"unsupported file type {filetype}", path)
 
 
@@ -817,6 +850,7 @@ class Reader:
     format: str | None = None
     fields: FieldMap = field(default_factory=FieldMap)
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    encoding: str | None = None  # the text files' encoding, when not UTF-8 (nor marked UTF-16)
     files: list[FileInfo] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
 
@@ -828,8 +862,9 @@ class Reader:
         self._prefix = {
             p: (n if names.count(n) == 1 else p) for p, n in zip(self.paths, names, strict=True)
         }
+        self.encoding = check_encoding(self.encoding)
         for p in self.paths:  # fail early, before any work, on files that cannot be read at all
-            sniff_filetype(p)
+            sniff_filetype(p, self.encoding)
 
     def __iter__(self) -> Iterator[Record]:
         for item in self.items():
@@ -849,12 +884,12 @@ class Reader:
             yield from self._file_items(path, defer)
 
     def _file_items(self, path: str, defer: bool) -> Iterator[Record | Quarantined | Deferred]:
-        filetype = sniff_filetype(path)
+        filetype = sniff_filetype(path, self.encoding)
         lazy = defer and filetype == "jsonl"
         it: Iterator[Any] = (
-            _iter_jsonl_raw(path, self.max_record_bytes)
+            _iter_jsonl_raw(path, self.max_record_bytes, self.encoding)
             if lazy
-            else iter_objects(path, filetype, self.max_record_bytes)
+            else iter_objects(path, filetype, self.max_record_bytes, self.encoding)
         )
         head = list(islice(it, SAMPLE_ROWS))
         if lazy:
@@ -914,7 +949,12 @@ class Reader:
             return self.format
         path = self.paths[0]
         head = list(
-            islice(iter_objects(path, sniff_filetype(path), self.max_record_bytes), SAMPLE_ROWS)
+            islice(
+                iter_objects(
+                    path, sniff_filetype(path, self.encoding), self.max_record_bytes, self.encoding
+                ),
+                SAMPLE_ROWS,
+            )
         )
         objs = [x[1] for x in head if not isinstance(x, Quarantined)]
         return detect_format(objs, self.fields, path)[0].name if objs else None
@@ -931,16 +971,18 @@ def read(
     inputs: str | Iterable[str],
     format: str | None = None,
     fields: FieldMap | None = None,
+    encoding: str | None = None,
     **field_names: str,
 ) -> Reader:
     """Read one or many files or globs as Records: `for rec in tamis.read("data.jsonl"): ...`.
 
-    Field names can be given as keywords: `read("x.csv", text_field="utterance")`.
+    Field names can be given as keywords: `read("x.csv", text_field="utterance")`; `encoding`
+    reads text files that are not UTF-8 (`read("x.csv", encoding="cp1252")`).
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [str(inputs)]
     fields = fields or FieldMap(**field_names)
-    return Reader(list(inputs), format=format, fields=fields)
+    return Reader(list(inputs), format=format, fields=fields, encoding=encoding)
 
 
 # --- writers ----------------------------------------------------------------------------------
