@@ -93,6 +93,15 @@ def test_spreadsheet_csv_files(tmp_path: Path) -> None:
     # the option the hint names: the file reads as the UTF-8 one does, nothing quarantined
     win = tamis.read(str(tmp_path / "win.csv"), encoding="cp1252")
     assert [r.to_raw() for r in win] == comma and not win.quarantined
+    # beside a Parquet file, whose bytes are no text: the encoding is for the text files only
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(comma), tmp_path / "same.parquet")
+    both = tamis.read(
+        [str(tmp_path / "same.parquet"), str(tmp_path / "win.csv")], encoding="cp1252"
+    )
+    assert [r.to_raw() for r in both] == comma + comma
     code, _, out = _clean(tmp_path, str(tmp_path / "win.csv"), "--encoding", "cp1252")
     assert code == 0 and "déjà commandée" in (out / "kept.jsonl").read_text(encoding="utf-8")
     # a byte the encoding has no character for, or an unknown encoding: a clear stop

@@ -390,7 +390,7 @@ def expand_paths(inputs: Iterable[str]) -> list[str]:
 def sniff_filetype(path: str, encoding: str | None = None) -> str:
     """The file type from its extension, or from its first bytes; refuse binary files."""
     kind = compression_of(path)
-    with open_binary(path, encoding) as fh:
+    with open_binary(path) as fh:  # Parquet and Arrow first: `encoding` is for text files
         head = fh.read(8192)
     if not head:
         raise InputError("file is empty", path)
@@ -408,6 +408,9 @@ def sniff_filetype(path: str, encoding: str | None = None) -> str:
                 path,
             )
         return "parquet"
+    if encoding is not None:
+        with open_binary(path, encoding) as fh:
+            head = fh.read(8192)
     if b"\x00" in head:
         for order, chars, nuls in (("le", head[0::2], head[1::2]), ("be", head[1::2], head[0::2])):
             if b"\x00" not in chars and nuls.count(0) > len(nuls) * 0.9:  # ASCII as UTF-16
