@@ -134,3 +134,26 @@ def test_report_renders_in_headless_chromium(banking_profile: Path, tmp_path: Pa
     assert errors == []
     assert {"Sizes", "Labels", "Duplicates", "Topics", "Bias signals"} <= set(headings)
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_profile_of_a_windows_1252_csv(tmp_path: Path) -> None:
+    """Excel's Windows-1252 CSV: each line with an accent was counted apart as unreadable;
+    `--encoding cp1252` profiles every row (real banking77 rows, accents put in)."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from tamis.cli.main import app
+
+    with open(DATA / "banking77" / "train.csv", newline="") as fh:
+        rows = list(csv.reader(fh))[:61]
+    for r in rows[1::7]:
+        r[0] = r[0].replace("card", "carte déjà commandée", 1)
+    with open(tmp_path / "win.csv", "w", newline="", encoding="cp1252") as fh:
+        csv.writer(fh).writerows(rows)
+    args = ["profile", str(tmp_path / "win.csv"), "--no-topics", "--tokenizer", "words", "--json"]
+    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "p1")])
+    given = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "p2"), "--encoding", "cp1252"])
+    assert plain.exit_code == 0 and given.exit_code == 0, given.output
+    p1, p2 = (json.loads((tmp_path / d / "profile.json").read_text()) for d in ("p1", "p2"))
+    assert p2["records"] == 60 and p1["records"] < 60

@@ -8,6 +8,7 @@ import typer
 
 from tamis.cli.common import (
     INPUTS_HELP,
+    EncodingOpt,
     FormatOpt,
     LabelFieldOpt,
     TextFieldOpt,
@@ -31,6 +32,7 @@ def profile(
         None, help="tokenizer for token counts (default: SmolLM2's; 'words' for none)"
     ),
     format: str | None = FormatOpt,
+    encoding: str | None = EncodingOpt,
     text_field: str | None = TextFieldOpt,
     label_field: str | None = LabelFieldOpt,
     as_json: bool = typer.Option(False, "--json", help="print profile.json"),
@@ -45,6 +47,7 @@ def profile(
         signals=signals,
         fields=FieldMap(text_field=text_field, label_field=label_field),
         format=format,
+        encoding=encoding,
         tokenizer=tokenizer,
         topics=not no_topics,
         sample=sample,

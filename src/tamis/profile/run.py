@@ -111,6 +111,7 @@ def profile(
     signals: str | None = None,
     fields: FieldMap | None = None,
     format: str | None = None,
+    encoding: str | None = None,
     tokenizer: str | None = None,
     topics: bool = True,
     sample: int = 5000,
@@ -121,10 +122,11 @@ def profile(
 ) -> Profile:
     """Profile `inputs` into folder `out` (report.html, profile.json); `signals`: the output
     folder of a `tamis clean` run over the same data, whose signal distributions are added.
-    Topics and language shares are computed on a seeded sample of `sample` records."""
+    Topics and language shares are computed on a seeded sample of `sample` records. `encoding`:
+    the text inputs' encoding when not UTF-8."""
     if isinstance(inputs, str):
         inputs = [inputs]
-    reader = Reader(list(inputs), format=format, fields=fields or FieldMap())
+    reader = Reader(list(inputs), format=format, fields=fields or FieldMap(), encoding=encoding)
     records: list[Record] = list(reader)
     quarantined = len(reader.quarantined)
     for q in reader.quarantined[:20]:
