@@ -104,12 +104,18 @@ def test_spreadsheet_csv_files(tmp_path: Path) -> None:
     assert [r.to_raw() for r in both] == comma + comma
     code, _, out = _clean(tmp_path, str(tmp_path / "win.csv"), "--encoding", "cp1252")
     assert code == 0 and "déjà commandée" in (out / "kept.jsonl").read_text(encoding="utf-8")
-    # a byte the encoding has no character for, or an unknown encoding: a clear stop
-    data = (tmp_path / "win.csv").read_bytes().split(b"\n")
-    data[9] = data[9].replace(b"card", b"c\x81rd", 1)
-    (tmp_path / "bad.csv").write_bytes(b"\n".join(data))
-    code, err, _ = _clean(tmp_path, str(tmp_path / "bad.csv"), "--encoding", "cp1252")
-    assert code == 2 and "bad.csv:10: invalid CP1252 at byte" in err and "0x81" in err
+    # a byte the encoding has no character for: that line quarantined, named; the rest reads
+    csv_lines = (tmp_path / "win.csv").read_bytes().split(b"\n")
+    json_lines = [json.dumps({"text": r[0], "label": r[1]}).encode() for r in rows[1:]]
+    for name, data, at in (("bad.csv", csv_lines, 10), ("bad.jsonl", json_lines, 9)):
+        data[at - 1] = data[at - 1].replace(b"card", b"c\x81rd", 1)
+        (tmp_path / name).write_bytes(b"\n".join(data) + b"\n")
+        code, _, out = _clean(tmp_path, str(tmp_path / name), "--encoding", "cp1252")
+        assert code == 0
+        (q,) = _lines(out / "quarantine.jsonl")
+        assert q["line"] == at and q["error"] == "0x81: no character in the file's encoding"
+        assert json.loads((out / "summary.json").read_text())["counts"]["input"] == 40
+    # an unknown encoding: a clear stop
     code, err, _ = _clean(tmp_path, str(tmp_path / "win.csv"), "--encoding", "klingon")
     assert code == 2 and "unknown encoding 'klingon'" in err
 

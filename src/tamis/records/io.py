@@ -112,17 +112,26 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
+def _mark_undecodable(e: UnicodeError) -> tuple[str, int]:
+    """A codec error handler: bytes the encoding has no character for become lone surrogates
+    (U+DC00 + the byte), which UTF-8 cannot hold, so the line they stand in reads as invalid
+    UTF-8 and is quarantined, and `_not_utf8` names the bytes; the rest of the file reads."""
+    assert isinstance(e, UnicodeDecodeError)
+    return "".join(chr(0xDC00 + b) for b in e.object[e.start : e.end]), e.end
+
+
+codecs.register_error("tamis-undecodable", _mark_undecodable)
+
+
 class _ToUtf8(io.RawIOBase):
     """A stream in another encoding (given, or UTF-16/32 by its byte-order mark) as UTF-8 bytes,
     decoded a block at a time, so that every reader (which reads UTF-8) takes it as it is; a
     byte-order mark is dropped, line breaks kept."""
 
-    def __init__(self, fh: Any, path: str, encoding: str, why: str = "") -> None:
-        self._fh, self._path, self._encoding, self._why = fh, path, encoding, why
-        self._decoder = codecs.getincrementaldecoder(encoding)()
+    def __init__(self, fh: Any, encoding: str) -> None:
+        self._fh = fh
+        self._decoder = codecs.getincrementaldecoder(encoding)("tamis-undecodable")
         self._pending = b""
-        self._read = 0  # bytes of the file decoded so far
-        self._lines = 1  # the line the next decoded text starts on
 
     def readable(self) -> bool:
         return True
@@ -130,16 +139,7 @@ class _ToUtf8(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         while not self._pending:
             data = self._fh.read(1 << 16)
-            try:
-                text = self._decoder.decode(data, final=not data)
-            except UnicodeDecodeError as e:
-                line = self._lines + data[: e.start].decode(self._encoding, "replace").count("\n")
-                msg = f"invalid {self._encoding.upper()}{self._why} at byte {self._read + e.start}"
-                if e.end - e.start == 1 and e.start < len(data):  # a byte it has no character for
-                    msg += f" (0x{data[e.start]:02x} is no character in it)"
-                raise InputError(msg, self._path, line) from None
-            self._read += len(data)
-            self._lines += text.count("\n")
+            text = self._decoder.decode(data, final=not data)
             self._pending = text.encode("utf-8", "surrogatepass")
             if not data:
                 break
@@ -195,13 +195,10 @@ def open_binary(path: str, encoding: str | None = None) -> io.BufferedIOBase:
         else:
             raw = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path, "rb")
         fh = io.BufferedReader(_Decompressed(raw, path, kind), 1 << 16)
-    if encoding is not None:
-        return io.BufferedReader(_ToUtf8(fh, path, encoding), 1 << 16)
-    head = fh.peek(4)[:4]
-    for bom, found in UNICODE_BOMS:
-        if head.startswith(bom):
-            return io.BufferedReader(_ToUtf8(fh, path, found, " (by its byte-order mark)"), 1 << 16)
-    return fh
+    if encoding is None:
+        head = fh.peek(4)[:4]
+        encoding = next((enc for bom, enc in UNICODE_BOMS if head.startswith(bom)), None)
+    return fh if encoding is None else io.BufferedReader(_ToUtf8(fh, encoding), 1 << 16)
 
 
 def open_text_out(path: str, newline: str | None = None) -> Any:
@@ -641,6 +638,13 @@ def _not_utf8(raw: bytes) -> str:
         at = 0
     except UnicodeDecodeError as e:
         at = e.start
+    try:  # bytes the file's own encoding has no character for (see `_mark_undecodable`)
+        text = raw.decode("utf-8", "surrogatepass")
+        bad = [ord(c) - 0xDC00 for c in text if "\udc00" <= c <= "\udcff"]
+    except UnicodeDecodeError:
+        bad = []
+    if bad:
+        return f"{' '.join(f'0x{b:02x}' for b in bad)}: no character in the file's encoding"
     try:
         raw.decode("cp1252")
     except UnicodeDecodeError:
