@@ -42,6 +42,50 @@ def test_normalize_leaves_clean_text_and_curly_quotes_alone(gsm8k) -> None:
     assert op.transform(rec) == [] and rec.to_raw() is rec.raw
 
 
+def test_mojibake_screen_passes_everything_ftfy_would_change(gsm8k) -> None:
+    """`normalize` calls ftfy only on text holding a character of `maybe_mojibake`; that must
+    never skip a text ftfy would change. Checked on ftfy's own pattern, every branch of which must
+    need such a character, and on real text: every non-ASCII tweet of tweeteval (216 of them real
+    mojibake) and gsm8k answers decoded in the wrong encoding."""
+    from re import _parser
+
+    import ftfy
+    from ftfy.badness import BADNESS_RE
+
+    from tamis.ops.normalize import maybe_mojibake
+
+    screen = maybe_mojibake()
+
+    def chars(op, av) -> set[str] | None:  # what one required one-character element matches
+        if op == _parser.LITERAL:
+            return {chr(av)}
+        if op != _parser.IN or any(o not in (_parser.LITERAL, _parser.RANGE) for o, _ in av):
+            return None
+        return {
+            chr(c) for o, a in av for c in ([a] if o == _parser.LITERAL else range(a[0], a[1] + 1))
+        }
+
+    ((branch, (_, alternatives)),) = _parser.parse(BADNESS_RE.pattern, BADNESS_RE.flags)
+    assert branch == _parser.BRANCH
+    for alt in alternatives:
+        needed = [c for c in (chars(op, av) for op, av in alt) if c is not None]
+        assert any(all(screen.match(ch) for ch in c) for c in needed), alt
+
+    op = get_operator("normalize")()
+    op.setup()
+    texts = []
+    for path in sorted((DATA / "tweeteval").glob("*/*_text.txt")):
+        texts += [t for t in path.read_text(encoding="utf-8").split("\n") if not t.isascii()]
+    answers = [o["output"] for o in gsm8k if not o["output"].isascii()]
+    for enc in ("cp1252", "latin-1", "cp1251", "mac_roman"):
+        texts += [a.encode("utf-8").decode(enc, errors="replace") for a in answers]
+    skipped = [t for t in texts if not screen.search(t)]
+    assert len(skipped) > len(texts) / 2  # most non-ASCII text is spared the call
+    assert [t for t in skipped if ftfy.fix_text(t, op.ftfy_config) != t] == []
+    fixed = [t for t in texts if ftfy.fix_text(t, op.ftfy_config) != t]
+    assert len(fixed) > 1000 and all(screen.search(t) for t in fixed)
+
+
 @pytest.mark.parametrize(
     ("text", "kinds"),
     [
