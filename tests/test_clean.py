@@ -85,12 +85,20 @@ def test_deterministic_across_runs_and_worker_counts(tmp_path: Path, gsm8k) -> N
     _same_outputs(tmp_path / "a", tmp_path / "b")
 
 
+@pytest.mark.parametrize("slow", ["helper", "main", None])
 def test_outputs_written_on_two_cores_are_the_same_bytes(
-    tmp_path: Path, gsm8k, monkeypatch
+    tmp_path: Path, gsm8k, monkeypatch, slow
 ) -> None:
-    """Pass 2 splits the batches between this process and a forked helper: the files must be
-    those one process writes, with duplicates (cross-record reasons) in both halves."""
+    """Pass 2 splits the batches between this process and a forked helper, each taking the next
+    from its end: the files must be those one process writes, with duplicates (cross-record
+    reasons) in both shares, whichever process is held up by its other job (so that it writes
+    few batches or many)."""
+    import time
+
     from tamis.pipeline import runner
+
+    def held(job):
+        return lambda: time.sleep(0.5) or job()
 
     objs, truth = inject_defects(gsm8k[:600], rate=0.3, seed=7)
     dup_at = [i for i, t in enumerate(truth) if t == "exact_duplicate"]
@@ -100,7 +108,14 @@ def test_outputs_written_on_two_cores_are_the_same_bytes(
     tamis.clean(str(src), str(tmp_path / "one"), workers=1, batch_size=50)
     calls = []
     two = runner._write_in_two
-    monkeypatch.setattr(runner, "_write_in_two", lambda *a: calls.append(1) or two(*a))
+
+    def write_in_two(work, batch_records, decisions, ids, paths, before, first, fixes):
+        calls.append(1)
+        before = held(before) if slow == "helper" else before
+        first = held(first) if slow == "main" else first
+        return two(work, batch_records, decisions, ids, paths, before, first, fixes)
+
+    monkeypatch.setattr(runner, "_write_in_two", write_in_two)
     tamis.clean(str(src), str(tmp_path / "two"), workers=2, batch_size=50)
     assert calls == [1]
     _same_outputs(tmp_path / "one", tmp_path / "two")

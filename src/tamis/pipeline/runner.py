@@ -17,6 +17,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from array import array
 from collections import Counter
@@ -52,7 +53,7 @@ OUTPUTS = (
     "summary.json",
 )
 WORK = ".work"
-SPILL_VERSION = 3
+SPILL_VERSION = 4
 
 
 # --- worker side ------------------------------------------------------------------------------
@@ -229,6 +230,22 @@ def _schema(ops: list[Operator]) -> Any:
     return pa.schema(cols)
 
 
+def _warm_arrow() -> None:
+    """Import what writing signals.parquet needs while the workers do pass 1 (run in a thread).
+
+    The first list pyarrow converts makes it import pandas, only to ask whether the list is a
+    pandas object: 0.1 s, at the end of the run, where nothing else can go on meanwhile; here it
+    costs a share of one core while workers start and run.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet  # noqa: F401
+
+        pa.array([0])
+    except Exception:  # noqa: BLE001, S110 - an import that fails here fails again where it counts
+        pass
+
+
 def _resolve_recipe(recipe: str | Recipe | None, reader: Reader) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
@@ -355,6 +372,8 @@ def clean(
         if res.get("embeddings") is not None:
             emb_chunks.append(res["embeddings"])
 
+    if (getattr(executor, "workers", 1) or 1) > 1:
+        threading.Thread(target=_warm_arrow, name="tamis-warm-arrow").start()
     # pass 1: results arrive in batch order, done or not, so keys line up with ids
     results = executor.map(build_worker, spec, process_batch, todo())
     next_index = 0
@@ -538,17 +557,26 @@ def _column(values: list[Any]) -> Any:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
+# what signals.parquet needs of a batch, spilled first: its writer reads no further
+SIGNAL_PART = ("ids", "files", "lines", "reasons", "signals")
+
+
 def _spill(work: str, res: dict[str, Any]) -> None:
     path = os.path.join(work, f"{res['index']:07d}.pkl")
     tmp = path + ".tmp"
     with open(tmp, "wb") as fh:
-        pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({k: res[k] for k in SIGNAL_PART}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        rest = {k: v for k, v in res.items() if k not in SIGNAL_PART}
+        pickle.dump(rest, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
 
 
-def _load(work: str, index: int) -> dict[str, Any]:
+def _load(work: str, index: int, signals_only: bool = False) -> dict[str, Any]:
     with open(os.path.join(work, f"{index:07d}.pkl"), "rb") as fh:
-        return pickle.load(fh)
+        res = pickle.load(fh)
+        if not signals_only:
+            res.update(pickle.load(fh))
+        return res
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -589,9 +617,13 @@ class _CrossCursor:
 TALLIES = ("counts", "by_reason", "by_op", "changes", "q_errors", "kept_formats")
 
 
+def _new_tally() -> dict[str, Counter]:
+    return {t: Counter() for t in TALLIES}
+
+
 def _write_batches(
     work: str,
-    batches: range,
+    batches: Iterable[int],
     pos0: int,
     decisions: list[Decisions],
     ids: Any,
@@ -599,78 +631,106 @@ def _write_batches(
     signals: Any = None,
     fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] | None = None,
 ) -> dict[str, Counter]:
-    """Write the JSONL outputs of `batches` (whose first record is at `pos0`) to `paths`; with a
-    `signals(batch result, position of its first record)` writer also their signals. `fixes`
-    (position -> [(path, Change)], from cross-record ops) edit the kept records they name. Returns
-    the tallies for summary.json."""
-    tally: dict[str, Counter] = {t: Counter() for t in TALLIES}
-    counts, by_reason, by_op = tally["counts"], tally["by_reason"], tally["by_op"]
-    kept_formats = tally["kept_formats"]
+    """Write the JSONL outputs of `batches` (consecutive; the first record of the first is at
+    `pos0`) to `paths`; with a `signals(batch result, position of its first record)` writer also
+    their signals. `fixes` (position -> [(path, Change)], from cross-record ops) edit the kept
+    records they name. Returns the tallies for summary.json."""
+    tally = _new_tally()
     cursor = _CrossCursor(decisions, ids, pos0) if decisions else None
     pos = pos0
     fh = {n: open(path, "w", encoding="utf-8") for n, path in paths.items()}  # noqa: SIM115
     try:
         for b in batches:
             res = _load(work, b)
-            first = pos
-            late: list[str] = []  # changes.jsonl lines of cross-record fixes, after the mappers'
-            for i in range(len(res["ids"])):
-                local = res["reasons"][i]
-                cross = cursor.at(pos) if cursor else []
-                pos += 1
-                if local or cross:
-                    # the same text as dumps(local + cross reasons), without re-encoding ids
-                    texts = [dumps(r) for r in local] + [c[2] for c in cross]
-                    fh["rejected.jsonl"].write(
-                        f'{{"id": {ids.raw(pos - 1)}, "record": {res["orig"][i]}, '
-                        f'"reasons": [{", ".join(texts)}]}}\n'
-                    )
-                    counts["rejected"] += 1
-                    pairs = [(r["op"], r["reason"]) for r in local] + [c[:2] for c in cross]
-                    for name in {op_name for op_name, _ in pairs}:
-                        by_op[name] += 1
-                    for op_name, code in pairs:
-                        by_reason[f"{op_name}/{code}"] += 1
-                elif fixes and pos - 1 in fixes:
-                    obj = json.loads(res["out"][i])
-                    for path, change in fixes[pos - 1]:
-                        target = obj
-                        for key in path[:-1]:
-                            target = target[key]
-                        target[path[-1]] = change.after
-                        late.append(dumps(change.to_json(ids[pos - 1])))
-                    fh["kept.jsonl"].write(dumps(obj) + "\n")
-                    counts["kept"] += 1
-                    kept_formats[res["formats"][i]] += 1
-                else:
-                    fh["kept.jsonl"].write(res["out"][i] + "\n")
-                    counts["kept"] += 1
-                    kept_formats[res["formats"][i]] += 1
-            for line in [*res["changes"], *late]:
-                fh["changes.jsonl"].write(line + "\n")
-                c = json.loads(line)
-                tally["changes"][f"{c['op']}/{c['fix']}"] += 1
-            for q in res["quarantined"]:
-                fh["quarantine.jsonl"].write(dumps(q) + "\n")
-                counts["quarantined"] += 1
-                tally["q_errors"][q["error"].split(" (")[0].split(":")[0]] += 1
+            _write_batch(fh, tally, res, pos, cursor, ids, fixes)
             if signals is not None:
-                signals(res, first)
+                signals(res, pos)
+            pos += len(res["ids"])
     finally:
         for f in fh.values():
             f.close()
     return tally
 
 
-# pass 2 on two cores: a forked helper writes the first 3 batches in 5 while this process
-# writes the rest; only where fork is the platform's safe default and the input is not tiny
+def _write_batch(
+    fh: dict[str, Any],
+    tally: dict[str, Counter],
+    res: dict[str, Any],
+    pos: int,
+    cursor: _CrossCursor | None,
+    ids: Any,
+    fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] | None,
+) -> None:
+    """One batch's lines of the JSONL outputs; its first record is at `pos`."""
+    counts, by_reason, by_op = tally["counts"], tally["by_reason"], tally["by_op"]
+    kept_formats = tally["kept_formats"]
+    late: list[str] = []  # changes.jsonl lines of cross-record fixes, after the mappers'
+    for i in range(len(res["ids"])):
+        local = res["reasons"][i]
+        cross = cursor.at(pos) if cursor else []
+        pos += 1
+        if local or cross:
+            # the same text as dumps(local + cross reasons), without re-encoding ids
+            texts = [dumps(r) for r in local] + [c[2] for c in cross]
+            fh["rejected.jsonl"].write(
+                f'{{"id": {ids.raw(pos - 1)}, "record": {res["orig"][i]}, '
+                f'"reasons": [{", ".join(texts)}]}}\n'
+            )
+            counts["rejected"] += 1
+            pairs = [(r["op"], r["reason"]) for r in local] + [c[:2] for c in cross]
+            for name in {op_name for op_name, _ in pairs}:
+                by_op[name] += 1
+            for op_name, code in pairs:
+                by_reason[f"{op_name}/{code}"] += 1
+        elif fixes and pos - 1 in fixes:
+            obj = json.loads(res["out"][i])
+            for path, change in fixes[pos - 1]:
+                target = obj
+                for key in path[:-1]:
+                    target = target[key]
+                target[path[-1]] = change.after
+                late.append(dumps(change.to_json(ids[pos - 1])))
+            fh["kept.jsonl"].write(dumps(obj) + "\n")
+            counts["kept"] += 1
+            kept_formats[res["formats"][i]] += 1
+        else:
+            fh["kept.jsonl"].write(res["out"][i] + "\n")
+            counts["kept"] += 1
+            kept_formats[res["formats"][i]] += 1
+    for line in [*res["changes"], *late]:
+        fh["changes.jsonl"].write(line + "\n")
+        c = json.loads(line)
+        tally["changes"][f"{c['op']}/{c['fix']}"] += 1
+    for q in res["quarantined"]:
+        fh["quarantine.jsonl"].write(dumps(q) + "\n")
+        counts["quarantined"] += 1
+        tally["q_errors"][q["error"].split(" (")[0].split(":")[0]] += 1
+
+
+# pass 2 on two cores: a forked helper writes batches from the first on while this process
+# writes them from the last back; only where fork is the platform's safe default and the input
+# is not tiny
 PARALLEL_WRITE_MIN_BATCHES = 4
 
 
-def _write_half(conn: Any, before: Any, *args: Any) -> None:
+def _claim(bounds: Any, front: bool) -> int | None:
+    """The next unwritten batch from the front (the helper) or the back (this process)."""
+    with bounds.get_lock():
+        lo, hi = bounds[0], bounds[1]
+        if lo >= hi:
+            return None
+        if front:
+            bounds[0] = lo + 1
+            return lo
+        bounds[1] = hi - 1
+        return hi - 1
+
+
+def _write_half(conn: Any, before: Any, bounds: Any, *args: Any) -> None:
     try:
         before()
-        conn.send(("ok", _write_batches(*args)))
+        batches = iter(lambda: _claim(bounds, True), None)
+        conn.send(("ok", _write_batches(args[0], batches, 0, *args[1:])))
     except BaseException as e:  # noqa: BLE001 - reported by the parent
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
@@ -684,48 +744,64 @@ def _write_in_two(
     ids: Any,
     paths: dict[str, str],
     before: Any,
-    meanwhile: Any,
+    first: Any,
     fixes: dict[int, list[tuple[tuple[Any, ...], Any]]] | None = None,
 ) -> dict[str, Counter]:
-    """`_write_batches` over all batches, the same bytes: the first batches in a forked process
-    that first calls `before` (the cross-record artifacts), the rest here, which then calls
-    `meanwhile` (the signals: pyarrow stays out of the forked process)."""
+    """`_write_batches` over all batches, the same bytes, on two cores. A forked process first
+    calls `before` (the cross-record artifacts), then writes batches from the first on, straight
+    to `paths`; this process first calls `first` (the signals: pyarrow stays out of the forked
+    process), then writes batches from the last back, each to files of its own, appended in order
+    once both meet. Taking batches as they go, neither waits for the other whatever the two
+    extra jobs cost (clusters.jsonl is large when most records are duplicates)."""
     import multiprocessing as mp
 
     n = len(batch_records)
-    # the helper takes 3 batches in 5: this process writes signals.parquet besides its share
-    # (75,000 records: 0.3 s of the 0.6 s pass), the helper only the cross-record artifacts
-    half = (3 * n) // 5
-    pos_half = sum(batch_records[:half])
-    parts = {name: path + ".part" for name, path in paths.items()}
+    starts = np.concatenate([[0], np.cumsum(batch_records)]).tolist()
     ctx = mp.get_context("fork")
+    bounds = ctx.Array("q", [0, n])
     recv, send = ctx.Pipe(duplex=False)
     helper = ctx.Process(
-        target=_write_half,
-        args=(send, before, work, range(half), 0, decisions, ids, paths, None, fixes),
+        target=_write_half, args=(send, before, bounds, work, decisions, ids, paths, None, fixes)
     )
     helper.start()
     send.close()
+    parts = {name: path + ".part" for name, path in paths.items()}
+    spans: list[tuple[int, dict[str, tuple[int, int]]]] = []  # batch, where it is in each part
+
     status, got = "error", "this process failed first"
+    tally = _new_tally()
+    fh = {name: open(p, "w", encoding="utf-8") for name, p in parts.items()}  # noqa: SIM115
     try:
-        tally = _write_batches(work, range(half, n), pos_half, decisions, ids, parts, None, fixes)
-        meanwhile()
+        first()
+        while (b := _claim(bounds, False)) is not None:
+            at = {name: f.tell() for name, f in fh.items()}  # UTF-8 text: a byte offset
+            cursor = _CrossCursor(decisions, ids, starts[b]) if decisions else None
+            _write_batch(fh, tally, _load(work, b), starts[b], cursor, ids, fixes)
+            spans.append((b, {name: (at[name], f.tell()) for name, f in fh.items()}))
+        for f in fh.values():
+            f.close()
         try:
             status, got = recv.recv()
         except EOFError:  # the helper died without a word (killed)
             status, got = "error", f"the helper process ended with exit code {helper.exitcode}"
     finally:
+        for f in fh.values():
+            f.close()
         helper.join()
         if status != "ok":  # this process or the helper failed: no half-written parts left
-            for part in parts.values():
-                if os.path.exists(part):
-                    os.remove(part)
+            for p in parts.values():
+                if os.path.exists(p):
+                    os.remove(p)
     if status != "ok":
         raise TamisError(f"writing the outputs failed: {got}")
     first_tally = got
+    spans.sort()  # written from the last batch back: appended from the first on
     for name, path in paths.items():
         with open(path, "ab") as dst, open(parts[name], "rb") as src:
-            shutil.copyfileobj(src, dst, 1 << 20)
+            for _, where in spans:
+                a, z = where[name]
+                src.seek(a)
+                dst.write(src.read(z - a))
         os.remove(parts[name])
     for t in TALLIES:
         first_tally[t].update(tally[t])
@@ -789,7 +865,7 @@ def _write_outputs(
             with pq.ParquetWriter(tmp["signals.parquet"], schema) as writer:
                 first = 0
                 for b in range(n_batches):
-                    write_signals(writer, _load(work, b), first)
+                    write_signals(writer, _load(work, b, signals_only=True), first)
                     first += batch_records[b]
 
         tally = _write_in_two(
