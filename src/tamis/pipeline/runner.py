@@ -17,7 +17,6 @@ import pickle
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from array import array
 from collections import Counter
@@ -30,6 +29,7 @@ import numpy as np
 
 from tamis.errors import TamisError
 from tamis.ops.base import CrossContext, Decisions, Operator, Reason
+from tamis.pipeline.arrow import arrow_array
 from tamis.pipeline.cache import SignalCache, content_hash, default_cache_dir
 from tamis.pipeline.executors import Executor, LocalExecutor
 from tamis.pipeline.recipe import Recipe, recipe_for_format
@@ -230,22 +230,6 @@ def _schema(ops: list[Operator]) -> Any:
     return pa.schema(cols)
 
 
-def _warm_arrow() -> None:
-    """Import what writing signals.parquet needs while the workers do pass 1 (run in a thread).
-
-    The first list pyarrow converts makes it import pandas, only to ask whether the list is a
-    pandas object: 0.1 s, at the end of the run, where nothing else can go on meanwhile; here it
-    costs a share of one core while workers start and run.
-    """
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet  # noqa: F401
-
-        pa.array([0])
-    except Exception:  # noqa: BLE001, S110 - an import that fails here fails again where it counts
-        pass
-
-
 def _resolve_recipe(recipe: str | Recipe | None, reader: Reader) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
@@ -372,8 +356,6 @@ def clean(
         if res.get("embeddings") is not None:
             emb_chunks.append(res["embeddings"])
 
-    if (getattr(executor, "workers", 1) or 1) > 1:
-        threading.Thread(target=_warm_arrow, name="tamis-warm-arrow").start()
     # pass 1: results arrive in batch order, done or not, so keys line up with ids
     results = executor.map(build_worker, spec, process_batch, todo())
     next_index = 0
@@ -853,7 +835,8 @@ def _write_outputs(
         }
         for name in schema.names[4:]:
             cols[name] = res["signals"].get(name, [None] * len(res["ids"]))
-        writer.write_table(pa.table(cols, schema=schema))
+        arrays = [arrow_array(v, f.type) for v, f in zip(cols.values(), schema, strict=True)]
+        writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
     n_batches = len(batch_records)
     parallel = (
