@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import typer
 
 from tamis.cli import clean as clean_cmd
@@ -51,5 +53,18 @@ def main(
     """tamis: turn raw data into fine-tuning data you can trust."""
 
 
+def run() -> None:
+    """The `tamis` command: the app, then its objects frozen out of the garbage collector.
+
+    The interpreter's last collection walks every object left (numpy's, pyarrow's, a run's),
+    only to free them a moment later: ~0.05 s at every exit. Frozen, they are freed without the
+    walk. (Every file a command writes is closed before it returns.)
+    """
+    try:
+        app()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    app()
+    run()
