@@ -177,3 +177,23 @@ def test_processes_that_open_a_new_signal_cache_at_once_all_get_it(tmp_path: Pat
             with ProcessPoolExecutor(4, mp_context=ctx) as pool:
                 done = [pool.submit(_open_cache, directory, start) for _ in range(4)]
                 assert all(f.result(timeout=60) for f in done)
+
+
+def test_workers_are_gone_when_clean_returns(tmp_path: Path, gsm_file: Path, monkeypatch) -> None:
+    """After a finished pass 1 the workers are told to leave, and `clean` goes on with the
+    cross-record decisions without waiting; it waits for them before it forks the pass-2 writer:
+    no worker is alive then, nor when `clean` returns."""
+    from tamis.pipeline import runner
+
+    def workers() -> list[psutil.Process]:
+        kids = psutil.Process().children(recursive=True)
+        return [p for p in kids if p.is_running() and "spawn_main" in " ".join(p.cmdline())]
+
+    during: list[int] = []
+    write = runner._write_outputs
+    monkeypatch.setattr(
+        runner, "_write_outputs", lambda *a, **k: during.append(len(workers())) or write(*a, **k)
+    )
+    res = tamis.clean(str(gsm_file), str(tmp_path / "out"), "sft", workers=2, batch_size=50)
+    assert res.counts["input"] == 200
+    assert during == [0] and workers() == []

@@ -359,6 +359,7 @@ def clean(
     # pass 1: results arrive in batch order, done or not, so keys line up with ids
     results = executor.map(build_worker, spec, process_batch, todo())
     next_index = 0
+    finished = False
     try:
         for res in results:
             while next_index < res["index"]:  # batches finished by an earlier run
@@ -373,8 +374,10 @@ def clean(
         while next_index in done:
             absorb(_load(work, next_index))
             next_index += 1
+        finished = True
     finally:
-        executor.close()
+        if not finished:  # an error or an interrupt: stop the workers now
+            executor.close()
         bar.stop()
     assert len(batch_records) == next_index  # one count per batch, resumed ones included
 
@@ -410,6 +413,7 @@ def clean(
             fixes.setdefault(int(pos), []).append(fix)
         op_seconds[op.name] += time.perf_counter() - t0
     embeddings = signal_arrays = None
+    executor.close()  # the workers left while the decisions ran: wait for the last of them
 
     summary = _write_outputs(
         out,
