@@ -293,3 +293,56 @@ def test_signatures_fill_every_bin_and_estimate_jaccard(planted) -> None:
         estimate = float(np.mean(sig[2 * k] == sig[2 * k + 1]))
         errors.append(abs(estimate - true))
     assert max(errors) < 0.15 and np.mean(errors) < 0.05, errors
+
+
+@pytest.mark.parametrize(("lowercase", "punctuation", "n"), [(True, True, 3), (False, False, 1)])
+def test_answer_shingles_taken_from_the_whole_text_are_the_answers_own(
+    tmp_path: Path, gsm8k, lowercase: bool, punctuation: bool, n: int
+) -> None:
+    """`minhash_dedup` splits and hashes a record's words once, for its whole text and its
+    answer (the text's end, after a line break). Each record's shingles must be those two plain
+    `shingle` calls give, also where the answer does not end the text (several answers, a tool
+    call after it, no answer) and with non-ASCII text and NULs; and the operator's keys too."""
+    from tamis.ops.base import get_operator, joined, record_text
+    from tamis.ops.shingles import shingle_with_tails
+    from tamis.records.io import Reader, write_objects
+
+    data = Path(__file__).parent.parent.parent / "shared/data"
+    chats = []
+    for i, (a, b) in enumerate(zip(gsm8k[:300], gsm8k[1:301], strict=True)):
+        msgs = [{"role": "user", "content": a["instruction"]}]
+        msgs.append({"role": "assistant", "content": a["output"]})
+        if i % 3 == 0:  # two answers: not the end of the text
+            msgs += [{"role": "user", "content": b["instruction"]}]
+            msgs += [{"role": "assistant", "content": b["output"]}]
+        if i % 5 == 0:
+            msgs[-1]["content"] = ""
+        if i % 7 == 0:
+            msgs[-1]["content"] = "Ça coûte 5 € — ΟΔΟΣ\x00 fin " + msgs[-1]["content"]
+        if i % 11 == 0:  # a tool call after the answer's text
+            call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            msgs[-1] = {"role": "assistant", "content": "Let me look:", "tool_calls": [call]}
+        if i % 13 == 0:
+            msgs[-1]["content"] = "two words"  # fewer words than an n-gram
+        chats.append({"messages": msgs})
+    write_objects(chats, str(tmp_path / "chats.jsonl"))
+    records = list(Reader([str(tmp_path / "chats.jsonl")]))
+    for name in ("gpteacher_codegen_instruct.json", "gpteacher_roleplay.json"):
+        records += list(Reader([str(data / "instruct" / name)]))[:300]
+    records += list(Reader([str(data / "banking77" / "train.csv")]))[:100]  # no answers
+
+    def per_record(sh) -> list[list[int]]:
+        return [sorted(set(sh.hashes[sh.rec == i].tolist())) for i in range(sh.n_records)]
+
+    texts = [record_text(r) for r in records]
+    answers = [joined(r, ("assistant",)) for r in records]
+    whole, tails = shingle_with_tails(texts, answers, n, lowercase, punctuation)
+    assert per_record(whole) == per_record(shingle(texts, "word", n, lowercase, punctuation))
+    assert per_record(tails) == per_record(shingle(answers, "word", n, lowercase, punctuation))
+    assert sum(1 for t, a in zip(texts, answers, strict=True) if a and not t.endswith(a)) > 100
+
+    op = get_operator("minhash_dedup")(lowercase=lowercase, punctuation=punctuation, ngram=n)
+    keys = op.keys(records)
+    plain = op.text_keys(answers)
+    assert np.array_equal(keys["asig"], plain["sig"]) and np.array_equal(keys["ahas"], plain["has"])
+    assert np.array_equal(keys["sig"], op.text_keys(texts)["sig"])

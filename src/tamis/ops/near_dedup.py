@@ -34,7 +34,7 @@ from tamis.ops.base import (
     stack_keys,
 )
 from tamis.ops.clusters import check_policy, components, decide_clusters, priority, star_clusters
-from tamis.ops.shingles import shingle
+from tamis.ops.shingles import Shingles, shingle, shingle_with_tails
 from tamis.records.model import Record
 
 
@@ -89,16 +89,31 @@ class MinHashDedup(Operator):
         self.bands, self.rows = lsh.optimal_param(p["threshold"], n, p["fp_weight"], p["fn_weight"])
 
     def keys(self, records: list[Record]) -> dict[str, Any]:
-        out = self.text_keys([record_text(r) for r in records])
-        if self.p["answer_threshold"] > 0:
-            answers = self.text_keys([joined(r, ("assistant",)) for r in records])
-            out["asig"], out["ahas"] = answers["sig"], answers["has"]
+        texts = [record_text(r) for r in records]
+        p = self.p
+        if p["answer_threshold"] <= 0:
+            return self.text_keys(texts)
+        answers = [joined(r, ("assistant",)) for r in records]
+        if p["shingle"] != "word":
+            out = self.text_keys(texts)
+            more = self.text_keys(answers)
+            out["asig"], out["ahas"] = more["sig"], more["has"]
+            return out
+        # an answer mostly ends its record's text: its words are split and hashed once
+        sh, ash = shingle_with_tails(texts, answers, p["ngram"], p["lowercase"], p["punctuation"])
+        out = self._keys_of(sh, texts)
+        out["asig"], out["ahas"] = lsh.compact(lsh.signatures(ash, p["num_perm"], p["seed"]))
         return out
 
     def text_keys(self, texts: list[str]) -> dict[str, Any]:
         """Keys for a batch of plain texts (what `keys` does once records are texts)."""
         p = self.p
-        sh = shingle(texts, p["shingle"], p["ngram"], p["lowercase"], p["punctuation"])
+        return self._keys_of(
+            shingle(texts, p["shingle"], p["ngram"], p["lowercase"], p["punctuation"]), texts
+        )
+
+    def _keys_of(self, sh: Shingles, texts: list[str]) -> dict[str, Any]:
+        p = self.p
         sig, has = lsh.compact(lsh.signatures(sh, p["num_perm"], p["seed"]))
         out: dict[str, Any] = {
             "sig": sig,

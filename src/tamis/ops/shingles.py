@@ -105,11 +105,12 @@ def shingle(
     """
     if kind not in ("word", "char"):
         raise ValueError(f"shingle kind must be 'word' or 'char', not {kind!r}")
-    texts = [t.replace("\x00", " ") for t in texts]
-    if lowercase:
-        texts = [t.lower() for t in texts]
-    if kind == "char":
-        texts = [normalise(t, False, punctuation) for t in texts]
+    texts = _prepared(texts, lowercase)
+    if kind == "word":
+        words = _Words(texts, punctuation)
+        pos, h = words.ngrams(n)
+        return _with_short(h, words.rec[pos], words.rec, words.hashes, len(texts))
+    texts = [normalise(t, False, punctuation) for t in texts]
     data = "\x00".join(texts).encode("utf-8", "surrogatepass") + b"\x00"
     arr = np.frombuffer(data, np.uint8)
     size = len(arr)
@@ -117,46 +118,113 @@ def shingle(
     ends_rec = np.flatnonzero(arr == 0)  # where each record ends
     starts_rec = np.concatenate([[0], ends_rec[:-1] + 1])
     r = len(texts)
+    pos = np.arange(size - n + 1 if size >= n else 0, dtype=np.int64)
+    rec_of = np.searchsorted(ends_rec, pos, side="left")
+    ok = (pos + n) <= ends_rec[np.minimum(rec_of, r - 1)]
+    pos, rec_of = pos[ok], rec_of[ok]
+    hashes = span(pos, pos + n)
+    # records too short for one n-gram: all their characters are one shingle
+    have = np.bincount(rec_of, minlength=r) > 0
+    short = np.flatnonzero(~have & (ends_rec > starts_rec))
+    if len(short):
+        hashes = np.concatenate([hashes, span(starts_rec[short], ends_rec[short])])
+        rec_of = np.concatenate([rec_of, short])
+    return Shingles(hashes, rec_of.astype(np.int64), r)
 
-    if kind == "char":
-        pos = np.arange(size - n + 1 if size >= n else 0, dtype=np.int64)
-        rec_of = np.searchsorted(ends_rec, pos, side="left")
-        ok = (pos + n) <= ends_rec[np.minimum(rec_of, r - 1)]
-        pos, rec_of = pos[ok], rec_of[ok]
-        hashes = span(pos, pos + n)
-    else:
+
+def shingle_with_tails(
+    texts: list[str],
+    tails: list[str],
+    n: int = 3,
+    lowercase: bool = True,
+    punctuation: bool = True,
+) -> tuple[Shingles, Shingles]:
+    """`shingle(texts, "word", n, ...)` and `shingle(tails, "word", n, ...)` at once, where a tail
+    is mostly the end of its text after a line break (a record's answer after its prompt).
+
+    Such a tail's word n-grams are its text's n-grams whose words all stand in it, and its words
+    are its text's last words, so its text's words are split and hashed once for both (a word's
+    hash depends on its bytes only). A tail that does not end its text (several answers, a tool
+    call after the answer) is shingled on its own. The same shingles as the two calls, in
+    another order (signatures and shingle sets do not depend on it).
+    """
+    texts, tails = _prepared(texts, lowercase), _prepared(tails, lowercase)
+    r = len(texts)
+    words = _Words(texts, punctuation)
+    pos, h = words.ngrams(n)
+    whole = _with_short(h, words.rec[pos], words.rec, words.hashes, r)
+    # where each tail begins in the text bytes, for the tails that end their text
+    found = np.zeros(r, bool)
+    begin = np.zeros(r, np.int64)
+    rest: list[int] = []
+    for i, (t, a) in enumerate(zip(texts, tails, strict=True)):
+        if a and t.endswith(a) and (len(a) == len(t) or t[-len(a) - 1] == "\n"):
+            size = len(a) if a.isascii() else len(a.encode("utf-8", "surrogatepass"))
+            found[i], begin[i] = True, words.ends_rec[i] - size
+        elif a:
+            rest.append(i)
+    in_tail = found[words.rec] & (words.start >= begin[words.rec])
+    keep = in_tail[pos]  # an n-gram's first word in the tail: all its words are
+    rec_of = words.rec[pos][keep]
+    tail = _with_short(h[keep], rec_of, words.rec[in_tail], words.hashes[in_tail], r)
+    if rest:
+        more = shingle([tails[i] for i in rest], "word", n, False, punctuation)
+        back = np.asarray(rest, np.int64)
+        tail = Shingles(
+            np.concatenate([tail.hashes, more.hashes]),
+            np.concatenate([tail.rec, back[more.rec]]),
+            r,
+        )
+    return whole, tail
+
+
+def _prepared(texts: list[str], lowercase: bool) -> list[str]:
+    texts = [t.replace("\x00", " ") for t in texts]  # NUL ends a text in the joined bytes
+    return [t.lower() for t in texts] if lowercase else texts
+
+
+class _Words:
+    """The words of texts laid end to end as UTF-8 bytes (NUL after each): where each starts, its
+    text, its hash."""
+
+    def __init__(self, texts: list[str], punctuation: bool):
+        data = "\x00".join(texts).encode("utf-8", "surrogatepass") + b"\x00"
+        arr = np.frombuffer(data, np.uint8)
+        self.ends_rec = np.flatnonzero(arr == 0)  # where each text ends
         sep = ~(_WORD_BYTES if punctuation else _NON_SPACE)[arr]
         prev_sep = np.concatenate([[True], sep[:-1]])
         next_sep = np.concatenate([sep[1:], [True]])
-        w_start = np.flatnonzero(prev_sep & ~sep)
-        w_end = np.flatnonzero(next_sep & ~sep) + 1
-        w_rec = np.searchsorted(ends_rec, w_start, side="left")
-        wh = span(w_start, w_end)
-        m = len(wh) - n + 1
-        if m > 0:
-            pos = np.arange(m, dtype=np.int64)
-            pos = pos[w_rec[pos] == w_rec[pos + n - 1]]
-            h = np.zeros(len(pos), np.uint64)
-            for k in range(n):
-                h = mix64(h ^ wh[pos + k]) + np.uint64(k)
-            hashes, rec_of = h, w_rec[pos]
-        else:
-            hashes, rec_of = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    # records too short for one n-gram: all their words (or characters) are one shingle
+        self.start = np.flatnonzero(prev_sep & ~sep)
+        end = np.flatnonzero(next_sep & ~sep) + 1
+        self.rec = np.searchsorted(self.ends_rec, self.start, side="left")
+        self.hashes = span_hasher(arr)(self.start, end)
+
+    def ngrams(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(first word, hash) of every run of n words within one text."""
+        m = len(self.hashes) - n + 1
+        if m <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+        pos = np.arange(m, dtype=np.int64)
+        pos = pos[self.rec[pos] == self.rec[pos + n - 1]]
+        h = np.zeros(len(pos), np.uint64)
+        for k in range(n):
+            h = mix64(h ^ self.hashes[pos + k]) + np.uint64(k)
+        return pos, h
+
+
+def _with_short(
+    hashes: np.ndarray, rec_of: np.ndarray, w_rec: np.ndarray, wh: np.ndarray, r: int
+) -> Shingles:
+    """Word n-gram shingles plus, for each text with words but too few for an n-gram, one
+    shingle of all its words (each mixed with its rank); `w_rec`, `wh`: the words in order."""
     have = np.bincount(rec_of, minlength=r) > 0
-    if kind == "word":
-        short = np.flatnonzero(~have & (np.bincount(w_rec, minlength=r) > 0))
-        if len(short):
-            pick = np.isin(w_rec, short)
-            w_idx = np.flatnonzero(pick)
-            rank = w_idx - np.searchsorted(w_rec, w_rec[w_idx], side="left")
-            whole = np.zeros(r, np.uint64)
-            np.add.at(whole, w_rec[w_idx], mix64(wh[w_idx] ^ rank.astype(np.uint64)))
-            hashes = np.concatenate([hashes, mix64(whole[short])])
-            rec_of = np.concatenate([rec_of, short])
-    else:
-        short = np.flatnonzero(~have & (ends_rec > starts_rec))
-        if len(short):
-            hashes = np.concatenate([hashes, span(starts_rec[short], ends_rec[short])])
-            rec_of = np.concatenate([rec_of, short])
+    short = np.flatnonzero(~have & (np.bincount(w_rec, minlength=r) > 0))
+    if len(short):
+        pick = np.isin(w_rec, short)
+        w_idx = np.flatnonzero(pick)
+        rank = w_idx - np.searchsorted(w_rec, w_rec[w_idx], side="left")
+        whole = np.zeros(r, np.uint64)
+        np.add.at(whole, w_rec[w_idx], mix64(wh[w_idx] ^ rank.astype(np.uint64)))
+        hashes = np.concatenate([hashes, mix64(whole[short])])
+        rec_of = np.concatenate([rec_of, short])
     return Shingles(hashes, rec_of.astype(np.int64), r)
