@@ -110,6 +110,7 @@ class LocalExecutor:
         fn: Callable[[Any, Any], Any],
         items: Iterable[Any],
     ) -> Iterator[Any]:
+        self.close()  # the workers of an earlier map, if any, are gone first
         if self.workers == 1:
             state = init(init_arg)
             for item in items:

@@ -764,8 +764,6 @@ def _write_in_two(
             cursor = _CrossCursor(decisions, ids, starts[b]) if decisions else None
             _write_batch(fh, tally, _load(work, b), starts[b], cursor, ids, fixes)
             spans.append((b, {name: (at[name], f.tell()) for name, f in fh.items()}))
-        for f in fh.values():
-            f.close()
         try:
             status, got = recv.recv()
         except EOFError:  # the helper died without a word (killed)
