@@ -331,7 +331,7 @@ def clean(
 
     done = {int(f.split(".")[0]) for f in os.listdir(work) if f.endswith(".pkl")}
     executor = executor or LocalExecutor(workers, main="__main__" in modules)
-    bar = _Progress(progress)
+    bar = _Progress(progress)  # started once the workers run: a forked one must not get its thread
     ids = IdTable()
     batch_records: list[int] = []  # records per batch, to place spilled keys
     alive: list[Any] = []  # one numpy bool chunk per batch
@@ -357,10 +357,11 @@ def clean(
             emb_chunks.append(res["embeddings"])
 
     # pass 1: results arrive in batch order, done or not, so keys line up with ids
-    results = executor.map(build_worker, spec, process_batch, todo())
     next_index = 0
     finished = False
     try:
+        results = executor.map(build_worker, spec, process_batch, todo())
+        bar.start()
         for res in results:
             while next_index < res["index"]:  # batches finished by an earlier run
                 absorb(_load(work, next_index))
@@ -956,6 +957,9 @@ class _Progress:
                 transient=True,
             )
             self.task = self.p.add_task("clean", total=None)
+
+    def start(self) -> None:
+        if self.p:
             self.p.start()
 
     def advance(self, n: int) -> None:
