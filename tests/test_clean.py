@@ -364,6 +364,32 @@ def _fixed_and_own_threshold(tmp_path: Path, rows: int, gsm8k: list[dict]) -> di
     return out
 
 
+def test_endings_reads_whether_the_earlier_lines_end(tmp_path: Path, gsm8k) -> None:
+    """An author who ends every line of an answer with a full stop but not the last one has most
+    likely been cut; one who never does has not. `endings` sees the pair (the earlier lines' ends,
+    the last line's end), which a linear model over each alone cannot form: on gsm8k rows 0-6,000
+    in three data sets, every tenth answer cut where no rule sees it, it finds 43 of the 107 cuts
+    and flags 4 of the 5,893 finished answers, against 36 and 8 without that pair."""
+    from tamis.ops.endings import _line_ends
+
+    assert _line_ends("So 2+2=4.\nShe has 4 apples") == "a0"
+    assert _line_ends("So 2+2=4.\nShe has 4 apples.") == "a1"
+    assert _line_ends('He said "go."\nSo 2+2=4\nShe has 4 apples.') == "m1"
+    assert _line_ends("So 2+2=4\n\nShe has 4") == "z0"
+    assert _line_ends("She has 4 apples") == "-0"
+    found = wrong = cuts = 0
+    for start in (0, 2000, 4000):
+        rows, cut = _rule_blind_cuts(gsm8k[start : start + 2000])
+        src = tmp_path / f"gsm{start}.jsonl"
+        write_objects(rows, str(src))
+        recipe = Recipe.from_dict({"name": "e", "ops": [{"endings": {}}]})
+        tamis.clean(str(src), str(tmp_path / f"out{start}"), recipe, workers=2)
+        flagged = {r["id"] for r in _rows(tmp_path / f"out{start}" / "rejected.jsonl")}
+        found, wrong, cuts = found + len(flagged & cut), wrong + len(flagged - cut), cuts + len(cut)
+    assert cuts == 107
+    assert found >= 41 and wrong <= 5, (found, wrong)
+
+
 def test_endings_learns_from_a_few_hundred_answers(tmp_path: Path, gsm8k) -> None:
     """A first hand-made data set holds a few hundred answers. From 100 on, `endings` learns from
     them: its probabilities are milder with fewer answers to learn from, but the threshold it
@@ -401,18 +427,20 @@ def test_endings_sets_its_threshold_from_the_data_set(tmp_path: Path, gsm8k) -> 
     """Finished Toolformer answers all end with a tool call and score far above its cuts, so a
     fixed 0.02 leaves cuts that score 0.02 to 0.1. `endings` also flags what lies 3.5 robust
     deviations under the data set's median score (at most 0.1): on Toolformer that raises its
-    threshold to 0.1 and finds 81 of its 82 rule-blind cuts against 70, for 3 of 1,918 finished
-    answers against 0; on gsm8k, whose scores overlap, 3.5 deviations lie under 0.02 and the
-    threshold stays 0.02."""
+    threshold to 0.1 and finds 81 of its 82 rule-blind cuts against 76 (70 before `endings` also
+    read whether the earlier lines end in a full stop), for 1 of 1,918 finished answers against 0;
+    on gsm8k, whose scores overlap, 3.5 deviations lie near 0.02 and the threshold stays close
+    to it (0.0237: one cut and one finished answer more than at 0.02; it stayed 0.02 before the
+    earlier lines' ends were read)."""
     got = _fixed_and_own_threshold(tmp_path, 2000, gsm8k)
     for runs in got.values():
         assert runs["fixed"][2]["threshold"] == 0.02
     tool, gsm = got["toolformer"], got["gsm8k"]
     assert tool["default"][2]["threshold"] == 0.1
-    assert tool["default"][0] >= tool["fixed"][0] + 8, tool
+    assert tool["default"][0] >= max(tool["fixed"][0] + 4, 0.97 * tool["cuts"]), tool
     assert tool["default"][1] <= 0.002 * tool["finished"], tool
-    assert gsm["default"][2]["threshold"] == 0.02
-    assert gsm["default"][:2] == gsm["fixed"][:2]
+    assert 0.02 <= gsm["default"][2]["threshold"] <= 0.03, gsm
+    assert gsm["default"][0] >= gsm["fixed"][0] and gsm["default"][1] <= gsm["fixed"][1] + 1, gsm
 
 
 def test_endings_learns_again_without_the_cuts_it_found(tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ SPACE = re.compile(" ")
 CALL = re.compile(r"[A-Za-z_]\w*\(")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 STRIP = ".,!?;:\"'()[]{}*`"
+ENDS = frozenset(".!?")  # what ends a sentence
+CLOSE = "\"')]*"  # what may follow a sentence's end: quotes, brackets, emphasis
 _HASHES: dict[str, int] = {}  # features repeat (words, openings): a lookup beats a crc32
 
 
@@ -100,6 +102,7 @@ def features(text: str, asked: frozenset[str] = frozenset()) -> list[int]:
     f.append("l" + (first[0][:8] if first else ""))
     f.append(f"i{min(4, (len(line) - len(line.lstrip())) // 2)}")
     f.append(f"n{min(3, text.count(chr(10)))}")
+    f.append("e" + _line_ends(s))
     # the answer's shape: how long it is, and whether it holds a call (`search('...')`): in a data
     # set whose answers all end with a tool call, a cut before the call lacks one
     f.append(f"w{min(6, len(words) // 5)}")
@@ -113,6 +116,22 @@ def features(text: str, asked: frozenset[str] = frozenset()) -> list[int]:
     if None in out:
         out = [_hash(x) if h is None else h for x, h in zip(f[:WIDTH], out, strict=True)]
     return out
+
+
+def _line_ends(s: str) -> str:
+    """Whether the earlier lines of `s` end in a sentence's punctuation (all, some, none: "a",
+    "m", "z"; "-" with no earlier line) and whether its last line does ("1", "0"): a pair, since
+    an author who ends every line with a full stop but not the last one has most likely been cut,
+    where one who never does has not."""
+    lines = [x.rstrip().rstrip(CLOSE) for x in s.split("\n")]
+    lines = [x for x in lines if x]
+    if not lines:
+        return "-0"
+    last = "1" if lines[-1][-1] in ENDS else "0"
+    if len(lines) < 2:
+        return "-" + last
+    ended = sum(x[-1] in ENDS for x in lines[:-1])
+    return ("a" if ended == len(lines) - 1 else "m" if ended else "z") + last
 
 
 def inner_positions(text: str, k: int, seed: int) -> list[int]:
