@@ -95,10 +95,10 @@ def start_method() -> str:
     """How worker processes start: `fork` where that is safe, else `spawn`.
 
     A forked worker starts in milliseconds with tamis and numpy already loaded; a spawned one
-    starts a new interpreter and imports them again (~0.3 s of CPU each, 5% of a 75,000-record
-    run on 2 cores). Forking is safe on Linux from a process that runs one thread (a thread
-    holding a lock at the fork leaves that lock held for ever in the child) and has not loaded
-    torch (whose OpenMP threads do not survive a fork). Elsewhere (macOS, Windows, a notebook
+    starts a new interpreter and imports them again (~0.3 s of CPU each, about 4% of a
+    75,000-record run on 2 cores). Forking is safe on Linux from a process that runs one thread
+    (a thread holding a lock at the fork leaves that lock held for ever in the child) and has not
+    loaded torch (whose OpenMP threads do not survive a fork). Elsewhere (macOS, Windows, a notebook
     kernel with its threads, a caller that uses torch) workers are spawned.
     `TAMIS_START_METHOD=spawn` (or `fork`) decides instead.
     """
