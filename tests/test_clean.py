@@ -76,6 +76,32 @@ def test_injected_defects_are_rejected_with_reasons(tmp_path: Path, gsm8k) -> No
     assert "[" in redacted["after"] and redacted["before"] != redacted["after"]
 
 
+def test_injected_defects_are_there_where_the_ground_truth_says() -> None:
+    """A record labelled damaged differs from its original; a labelled cut removes words.
+
+    GPTeacher's code set has short scripts of fewer than 6 space-separated words: they cannot be
+    cut, and were once counted as cut answers that tamis "missed" (r1025 and r1072 at seed 1).
+    """
+    code = json.loads((DATA / "instruct" / "gpteacher_codegen_instruct.json").read_text())[:2000]
+    damaged, truth = inject_defects(code, rate=0.3, seed=1)
+    assert truth[1025] is None and truth[1072] is None
+    assert damaged[1072]["response"] == code[1072]["response"] == "#!/bin/bash\n\nls -lSh"
+    cuts = 0
+    for d, o, t in zip(damaged, code, truth, strict=True):
+        d = {k: v for k, v in d.items() if k != "id"}
+        assert (d != o) == (t is not None)
+        if t == "truncated":
+            cuts += 1
+            cut, full = d["response"].rstrip(), o["response"].rstrip()
+            assert full.startswith(cut) and len(full.split()) > len(cut.split())
+    assert cuts >= 30
+    # trailing spaces are not words: a cut among them would leave the whole answer
+    text = "one two three four five six seven eight" + " " * 40
+    for seed in range(20):
+        out = inject_defects([{"instruction": "q", "output": text}], 1.0, seed, ["truncated"])[0]
+        assert len(out[0]["output"].split()) < 8
+
+
 def test_deterministic_across_runs_and_worker_counts(tmp_path: Path, gsm8k) -> None:
     objs, _ = inject_defects(gsm8k[:300], rate=0.3, seed=5)
     src = tmp_path / "in.jsonl"

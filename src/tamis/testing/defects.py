@@ -175,9 +175,13 @@ def _refusal(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
 
 
 def _truncated(o: Obj, rng: random.Random, pool: list[Obj]) -> Obj:
-    """Cut the answer at a random token boundary between 30% and 80% of its words."""
+    """Cut the answer at a random space between 30% and 80% of its words.
+
+    Trailing spaces are not words: cutting among them would leave the whole answer. An answer of
+    fewer than 6 words is left as it is (and so not counted as cut).
+    """
     k = _out_key(o)
-    words = o[k].split(" ")
+    words = o[k].rstrip().split(" ")
     if len(words) < 6:
         return o
     cut = rng.randrange(int(len(words) * 0.3) + 1, int(len(words) * 0.8) + 1)
@@ -267,6 +271,8 @@ def inject_defects(
     """Damage a share `rate` of copies of `objs`, each with one defect, round-robin by type.
 
     Returns the new list (same length and order) and, per object, the defect injected or None.
+    A chosen object the injector leaves unchanged (e.g. too short to cut) is labelled None: ground
+    truth must not count a defect that is not there.
     The objects are given an `id` ("r<index>") so reports can be joined back.
     """
     rng = random.Random(seed)
@@ -285,7 +291,9 @@ def inject_defects(
             turn += 1
             src = earlier if label == "exact_duplicate" and earlier else pool
             o = {**DEFECTS, **SILENT_DEFECTS}[label][0](o, rng, src)
-        else:
+            if o == pool[i]:  # nothing to damage (too few words to cut, no number to change)
+                label = None
+        if label is None:
             earlier.append(pool[i])
         out.append({"id": f"r{i}", **{k: v for k, v in o.items() if k != "id"}})
         truth.append(label)
