@@ -147,6 +147,26 @@ def test_heuristics_keep_real_records_and_catch_damage(gsm8k) -> None:
         assert reason in _reasons("heuristics", _rec(obj)), reason
 
 
+def test_code_laid_out_anew_and_picked_out_answers_are_not_copies() -> None:
+    """GPTeacher code-gen answers whose words all stand in the prompt yet are no copy: code
+    re-indented or broken into lines (the fix asked for), and a one-word answer picked out of the
+    code ("What does this print?" `medium`). They were dropped as `copies_prompt`, 13 of the 31
+    untouched code-gen records the defects benchmark dropped; the one answer identical to its
+    input, and an answer that repeats the instruction, still are."""
+    code = json.loads((DATA / "instruct" / "gpteacher_codegen_instruct.json").read_text())
+    relaid = [1358, 2123, 2392, 3715, 4039, 4332, 4416]  # indentation and line-break fixes
+    picked = [1999, 2614, 4142, 4287]  # `C`, `10`, `3`, `medium`
+    for i in relaid + picked:
+        assert "copies_prompt" not in _reasons("heuristics", _rec(code[i])), i
+    assert code[1966]["response"] == code[1966]["input"]
+    assert "copies_prompt" in _reasons("heuristics", _rec(code[1966]))
+    for i in relaid + picked:
+        copy = {**code[i], "response": code[i]["instruction"]}
+        assert "copies_prompt" in _reasons("heuristics", _rec(copy)), i
+    short = {"instruction": "Hello", "input": "", "output": "hello"}
+    assert "copies_prompt" in _reasons("heuristics", _rec(short))
+
+
 def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     """Cuts that leave no open bracket or dangling word: a worked answer stopped before its last
     step, a paragraph stopped mid-sentence, code stopped where no program ends; finished answers

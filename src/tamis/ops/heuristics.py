@@ -751,15 +751,40 @@ def copy_overlap(
 ) -> np.ndarray:
     """Share of each answer's token 3-grams (words and symbol runs) that stand in its prompt.
 
-    Symbols count, so a code fix that changes `=` to `>=` is not a copy. Answers under 3 tokens
-    count as a copy when they stand whole in the prompt: `short` gives (prompt tokens, answer
-    tokens) as strings for those answers, in order.
+    Symbols count, so a code fix that changes `=` to `>=` is not a copy. An answer under 3 tokens
+    counts as a copy only when it is the whole prompt: one that stands somewhere in a longer
+    prompt picks it out ("What does this code print?" ... `medium`). `short` gives (prompt
+    tokens, answer tokens) as strings for those answers, in order.
     """
     share, total = ngrams.contained_frac(answers, prompts, 3)
     few = np.flatnonzero(total == 0)
     for i, (pw, aw) in zip(few, short, strict=True):
-        share[i] = 1.0 if aw and " ".join(aw) in " ".join(pw) else 0.0
+        share[i] = 1.0 if aw and aw == pw else 0.0
     return share
+
+
+INDENT = re.compile(r"^[ \t]+\S", re.M)
+
+
+def _layout(text: str) -> str:
+    """The text's lines as code reads them: indentation kept, other runs of space made one,
+    blank lines and line ends dropped, lower case."""
+    lines = (ln.rstrip() for ln in text.lower().split("\n"))
+    return "\n".join(
+        ln[: len(ln) - len(ln.lstrip())] + " ".join(ln.split()) for ln in lines if ln.strip()
+    )
+
+
+def relaid_code(prompt: str, answer: str) -> bool:
+    """The answer is the prompt's code laid out anew (`def f(n): return 1` made two indented
+    lines, a block indented under its `if`): in code the layout is the fix, not a copy. True when
+    the answer has indented lines and, line breaks and indentation kept, does not stand in the
+    prompt."""
+    return (
+        "\n" in answer.strip()
+        and bool(INDENT.search(answer))
+        and (_layout(answer) not in _layout(prompt))
+    )
 
 
 def _flat(toks: tokens.Tokens, select: np.ndarray, n_records: int) -> ngrams.Flat:
@@ -837,7 +862,11 @@ class Heuristics(Operator):
             "drop answers whose cut-off score reaches this (0.5: "
             "also those without final punctuation)",
         ),
-        "max_copy_overlap": Param(1.0, "drop answers whose token 3-grams all stand in the prompt"),
+        "max_copy_overlap": Param(
+            1.0,
+            "drop answers whose token 3-grams all stand in the prompt (0.5-1; code laid out anew "
+            "is not a copy)",
+        ),
         "skip": Param([], "names of checks to turn off, e.g. [truncated, symbols]"),
     }
     signals = {
@@ -859,6 +888,7 @@ class Heuristics(Operator):
         "refusal": "bool",
         "truncation": "float32",
         "copy_overlap": "float32",
+        "copy_relaid": "bool",
     }
     reasons = {
         "empty_answer": "the answer is empty",
@@ -903,6 +933,8 @@ class Heuristics(Operator):
             for i in few
         ]
         copy = copy_overlap(pflat, aflat, short)
+        # its words are the prompt's, its layout is not: a code fix (read where a copy may be)
+        relaid = {int(i) for i in np.flatnonzero(copy >= 0.5) if relaid_code(*texts[i][:2])}
         media = _any_in(ptok, _hashed("media"), n)
         docs = _any_in(ptok, _hashed("docs"), n)
         fulfil = _any_in(ptok, _hashed("fulfil"), n)
@@ -917,6 +949,7 @@ class Heuristics(Operator):
             sig["top_ngram_frac"] = float(top[i])
             sig["dup_ngram_frac"] = float(dup[i])
             sig["copy_overlap"] = float(copy[i]) if has else 0.0
+            sig["copy_relaid"] = i in relaid
             sigs.append(sig)
         return sigs
 
@@ -1031,6 +1064,6 @@ class Heuristics(Operator):
             add("refusal")
         if s["truncation"] >= p["min_truncation_score"]:
             add("truncated", s["truncation"])
-        if s["copy_overlap"] >= p["max_copy_overlap"]:
+        if s["copy_overlap"] >= p["max_copy_overlap"] and not s.get("copy_relaid"):
             add("copies_prompt", s["copy_overlap"])
         return out
