@@ -167,6 +167,34 @@ def test_code_laid_out_anew_and_picked_out_answers_are_not_copies() -> None:
     assert "copies_prompt" in _reasons("heuristics", _rec(short))
 
 
+def test_code_and_tool_calls_are_read_as_such_by_the_rules() -> None:
+    """Finished GPTeacher answers the rules used to drop by misreading code or a tool call (10 of
+    the 23 untouched code-gen records and 2 Toolformer ones the defects benchmark dropped on
+    every record): `find ... -exec rm -f {} +` ends its command with "+"; `'('` in bracket-matching
+    code opens no bracket; "I am an AI language model" inside a string literal is a program's
+    input, not the answer's voice; a link the prompt gives and the answer hands to `request(...)`
+    is seen through the call. What they are there to catch is still caught."""
+    from tamis.ops.heuristics import _truncation
+
+    code = json.loads((DATA / "instruct" / "gpteacher_codegen_instruct.json").read_text())
+    tools = json.loads(
+        (DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json").read_text()
+    )
+    for i in (1291, 2190, 2510, 606, 2508):  # `{} +` endings; bracket literals
+        assert _truncation(code[i]["response"]) == 0.0, i
+    assert _truncation("total = price +") == 1.0
+    assert _truncation("find . -type f -exec rm -f {} +\nx = 1 +") == 1.0
+    assert _truncation("if (c === '(') {\n    stack.push(") == 1.0
+    for i in (372, 2492):  # the phrase is a string the program counts vowels in
+        assert "ai_boilerplate" not in _reasons("heuristics", _rec(code[i])), i
+    said = 'He looked up and said "I am an AI language model" before he left.'
+    assert "ai_boilerplate" in _reasons("heuristics", _rec({**code[372], "response": said}))
+    for i in (4699, 5022):  # "the article at this URL: https://..." -> request('https://...')
+        assert "unseen_reference" not in _reasons("heuristics", _rec(tools[i])), i
+    # "the webpage with the provided URL", and no URL was provided
+    assert "unseen_reference" in _reasons("heuristics", _rec(tools[5563]))
+
+
 def test_cut_off_answers_without_a_dangling_word(gsm8k) -> None:
     """Cuts that leave no open bracket or dangling word: a worked answer stopped before its last
     step, a paragraph stopped mid-sentence, code stopped where no program ends; finished answers

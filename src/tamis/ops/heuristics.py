@@ -260,6 +260,11 @@ DANGLING_WORDS = frozenset(
 # "other" with its noun never come ("tools, weapons and other"); "each other", "the other" end
 OTHER_END = re.compile(r"\b(?:and|or|many|several|various|numerous)\s+other$", re.IGNORECASE)
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
+# `find ... -exec cmd {} +`: the "+" ends the command (like "\;"), it is no dangling operator
+FIND_EXEC_END = re.compile(r"-exec(?:dir)?\s.*\{\}\s*\+$")
+# a bracket written as a character or string literal (`'('`, `"()(())"`): code that matches
+# brackets counts them in its text without opening any
+BRACKET_LITERAL = re.compile(r"(['\"])[()\[\]{}]+\1")
 BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 TERMINAL = tuple(".!?\"')]}>`*:;…%$")
 # code: a line that reads as code; a last line that opens a block; words no statement ends with
@@ -513,10 +518,14 @@ def _truncation(text: str) -> float:
         return 0.0
     if s.count("```") % 2 == 1:
         return 1.0  # an unclosed code block
-    if DANGLING_END.search(s[-8:]):  # the pattern is anchored at the end
+    if DANGLING_END.search(s[-8:]) and not (
+        s[-1] == "+" and FIND_EXEC_END.search(s.rsplit("\n", 1)[-1])
+    ):  # the pattern is anchored at the end
         return 1.0
     if any(s.count(a) > s.count(b) for a, b in BRACKETS):
-        return 1.0  # an opened bracket never closed
+        bare = BRACKET_LITERAL.sub("", s)
+        if any(bare.count(a) > bare.count(b) for a, b in BRACKETS):
+            return 1.0  # an opened bracket never closed
     last = s.rsplit(None, 1)[-1].lower()
     if last.strip("\"'*_") in DANGLING_WORDS:
         return 1.0
@@ -737,6 +746,34 @@ def _cut_line(lines: list[str]) -> bool:
     return sum(bool(LINE_ENDED.search(ln)) for ln in before) >= len(before) / 2
 
 
+URL = re.compile(r"(?:https?://|www\.)[^\s'\"()<>]+")
+
+
+def _url_to_tool(prompt: str, answer: str) -> bool:
+    """The link the prompt names stands in it, and the answer hands it to a tool
+    (`request('https://...')`): the model reads the page through the call, nothing is unseen."""
+    if "(" not in answer:
+        return False
+    for m in URL.finditer(prompt):
+        url = re.escape(m.group().rstrip(".,;:!?"))
+        if re.search(rf"\w\(\s*['\"]?{url}", answer):
+            return True
+    return False
+
+
+def _boilerplate(answer: str) -> bool:
+    """AI boilerplate in the answer's own voice: not a phrase inside a string literal of code
+    (`string text = "Hello, I am an AI language model!";`, text a program is given to work on)."""
+    for m in BOILERPLATE.finditer(answer):
+        start = answer.rfind("\n", 0, m.start()) + 1
+        end = answer.find("\n", m.end())
+        line = answer[start : len(answer) if end < 0 else end]
+        in_literal = line[: m.start() - start].count('"') % 2 == 1
+        if not (in_literal and CODE_LINE.search(line)):
+            return True
+    return False
+
+
 def _has_answer(record: Record) -> bool:
     """Whether the record has an answer in words: a turn that only calls tools has none to check
     (its text rules would read an empty answer)."""
@@ -945,7 +982,7 @@ class Heuristics(Operator):
             sig = self._one(r, prompt, answer, has, has_input, media[i], docs[i], fulfil[i])
             sig["words_prompt"] = int(pwords[i])
             sig["words_answer"] = int(awords[i]) if has else 0
-            sig["boilerplate"] = bool(has and boiler[i] and BOILERPLATE.search(answer))
+            sig["boilerplate"] = bool(has and boiler[i] and _boilerplate(answer))
             sig["top_ngram_frac"] = float(top[i])
             sig["dup_ngram_frac"] = float(dup[i])
             sig["copy_overlap"] = float(copy[i]) if has else 0.0
@@ -990,7 +1027,12 @@ class Heuristics(Operator):
         )
         sig["unseen_reference"] = bool(
             (media and UNSEEN_MEDIA.search(prompt))
-            or (not has_input and docs and UNSEEN_DOC.search(prompt))
+            or (
+                not has_input
+                and docs
+                and UNSEEN_DOC.search(prompt)
+                and not _url_to_tool(prompt, answer)
+            )
             or self._bare_url_input(record, prompt, answer)
         )
         sig["cannot_fulfil"] = bool(fulfil and CANNOT_FULFIL.search(prompt))
