@@ -147,20 +147,22 @@ def test_heuristics_keep_real_records_and_catch_damage(gsm8k) -> None:
         assert reason in _reasons("heuristics", _rec(obj)), reason
 
 
-def test_code_laid_out_anew_and_picked_out_answers_are_not_copies() -> None:
+def test_code_edited_and_picked_out_answers_are_not_copies() -> None:
     """GPTeacher code-gen answers whose words all stand in the prompt yet are no copy: code
-    re-indented or broken into lines (the fix asked for), and a one-word answer picked out of the
-    code ("What does this print?" `medium`). They were dropped as `copies_prompt`, 13 of the 31
-    untouched code-gen records the defects benchmark dropped; the one answer identical to its
-    input, and an answer that repeats the instruction, still are."""
+    re-indented or broken into lines, or with a name's case changed (the fix asked for), and a
+    one-word answer picked out of the code ("What does this print?" `medium`). They were dropped
+    as `copies_prompt`, 13 of the 31 untouched code-gen records the defects benchmark dropped;
+    the one answer identical to its input, and an answer that repeats the instruction, still
+    are."""
     code = json.loads((DATA / "instruct" / "gpteacher_codegen_instruct.json").read_text())
-    relaid = [1358, 2123, 2392, 3715, 4039, 4332, 4416]  # indentation and line-break fixes
+    edited = [1358, 2123, 2392, 3715, 4039, 4332, 4416]  # indentation and line-break fixes
+    edited += [1162, 4130]  # `numbers.ForEach` -> `forEach`; Java's `factorial` as C#'s `Factorial`
     picked = [1999, 2614, 4142, 4287]  # `C`, `10`, `3`, `medium`
-    for i in relaid + picked:
+    for i in edited + picked:
         assert "copies_prompt" not in _reasons("heuristics", _rec(code[i])), i
     assert code[1966]["response"] == code[1966]["input"]
     assert "copies_prompt" in _reasons("heuristics", _rec(code[1966]))
-    for i in relaid + picked:
+    for i in edited + picked:
         copy = {**code[i], "response": code[i]["instruction"]}
         assert "copies_prompt" in _reasons("heuristics", _rec(copy)), i
     short = {"instruction": "Hello", "input": "", "output": "hello"}
@@ -168,24 +170,28 @@ def test_code_laid_out_anew_and_picked_out_answers_are_not_copies() -> None:
 
 
 def test_code_and_tool_calls_are_read_as_such_by_the_rules() -> None:
-    """Finished GPTeacher answers the rules used to drop by misreading code or a tool call (10 of
-    the 23 untouched code-gen records and 2 Toolformer ones the defects benchmark dropped on
-    every record): `find ... -exec rm -f {} +` ends its command with "+"; `'('` in bracket-matching
-    code opens no bracket; "I am an AI language model" inside a string literal is a program's
-    input, not the answer's voice; a link the prompt gives and the answer hands to `request(...)`
-    is seen through the call. What they are there to catch is still caught."""
+    """Finished GPTeacher answers the rules used to drop by misreading code or a tool call (found
+    among the untouched records the defects benchmark dropped, and in what the default recipe
+    drops from the raw sets): `find ... -exec rm -f {} +` ends its command with "+"; `'('` in
+    bracket-matching code opens no bracket, nor does broken code quoted inline in prose; `return
+    a` ends on a name, not the article; "I am an AI language model" inside a string literal is a
+    program's input, not the answer's voice; a link the prompt gives and the answer hands to
+    `request(...)` is seen through the call. What they are there to catch is still caught."""
     from tamis.ops.heuristics import _truncation
 
     code = json.loads((DATA / "instruct" / "gpteacher_codegen_instruct.json").read_text())
     tools = json.loads(
         (DATA / "gpteacher_toolformer" / "toolformer-dedupe-only-dataset.json").read_text()
     )
-    for i in (1291, 2190, 2510, 606, 2508):  # `{} +` endings; bracket literals
+    # `{} +` and `'{}' +` endings; bracket literals; code quoted inline; `return a`
+    for i in (1291, 2190, 2510, 498, 606, 2508, 2117, 4032):
         assert _truncation(code[i]["response"]) == 0.0, i
     assert _truncation("total = price +") == 1.0
+    assert _truncation("Then I gave him a") == 1.0
+    assert _truncation("Use `print(x)` to see it, then call `run(") == 1.0
     assert _truncation("find . -type f -exec rm -f {} +\nx = 1 +") == 1.0
     assert _truncation("if (c === '(') {\n    stack.push(") == 1.0
-    for i in (372, 2492):  # the phrase is a string the program counts vowels in
+    for i in (372, 2492, 2187):  # the phrase is a string the program counts vowels in
         assert "ai_boilerplate" not in _reasons("heuristics", _rec(code[i])), i
     said = 'He looked up and said "I am an AI language model" before he left.'
     assert "ai_boilerplate" in _reasons("heuristics", _rec({**code[372], "response": said}))

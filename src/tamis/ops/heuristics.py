@@ -261,10 +261,13 @@ DANGLING_WORDS = frozenset(
 OTHER_END = re.compile(r"\b(?:and|or|many|several|various|numerous)\s+other$", re.IGNORECASE)
 DANGLING_END = re.compile(r"(?:[,(\[{=+\-&|<]|\b(?:e\.g|i\.e|vs))\s*$")
 # `find ... -exec cmd {} +`: the "+" ends the command (like "\;"), it is no dangling operator
-FIND_EXEC_END = re.compile(r"-exec(?:dir)?\s.*\{\}\s*\+$")
+FIND_EXEC_END = re.compile(r"-exec(?:dir)?\s.*['\"]?\{\}['\"]?\s*\+$")
 # a bracket written as a character or string literal (`'('`, `"()(())"`): code that matches
-# brackets counts them in its text without opening any
-BRACKET_LITERAL = re.compile(r"(['\"])[()\[\]{}]+\1")
+# brackets counts them in its text without opening any; nor does code quoted inline in prose
+# (`System.out.println("Hello, ";` named as the error to fix)
+BRACKET_LITERAL = re.compile(r"(['\"])[()\[\]{}]+\1|`[^`\n]*`")
+# a statement whose operand is a short name that is also an English word: `return a`, `x = a`
+CODE_OPERAND = re.compile(r"^\s*(?:(?:return|yield)\s+|[\w.\[\]]+\s*=\s*)\w{1,2}$")
 BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 TERMINAL = tuple(".!?\"')]}>`*:;…%$")
 # code: a line that reads as code; a last line that opens a block; words no statement ends with
@@ -527,7 +530,7 @@ def _truncation(text: str) -> float:
         if any(bare.count(a) > bare.count(b) for a, b in BRACKETS):
             return 1.0  # an opened bracket never closed
     last = s.rsplit(None, 1)[-1].lower()
-    if last.strip("\"'*_") in DANGLING_WORDS:
+    if last.strip("\"'*_") in DANGLING_WORDS and not CODE_OPERAND.match(s.rsplit("\n", 1)[-1]):
         return 1.0
     if last == "other" and OTHER_END.search(s[-40:]):
         return 1.0
@@ -763,12 +766,14 @@ def _url_to_tool(prompt: str, answer: str) -> bool:
 
 def _boilerplate(answer: str) -> bool:
     """AI boilerplate in the answer's own voice: not a phrase inside a string literal of code
-    (`string text = "Hello, I am an AI language model!";`, text a program is given to work on)."""
+    (`string text = "Hello, I am an AI language model!";`, `'... I am an AI assistant.';`: text a
+    program is given to work on)."""
     for m in BOILERPLATE.finditer(answer):
         start = answer.rfind("\n", 0, m.start()) + 1
         end = answer.find("\n", m.end())
         line = answer[start : len(answer) if end < 0 else end]
-        in_literal = line[: m.start() - start].count('"') % 2 == 1
+        before = line[: m.start() - start]
+        in_literal = before.count('"') % 2 == 1 or before.count("'") % 2 == 1
         if not (in_literal and CODE_LINE.search(line)):
             return True
     return False
@@ -804,24 +809,25 @@ INDENT = re.compile(r"^[ \t]+\S", re.M)
 
 
 def _layout(text: str) -> str:
-    """The text's lines as code reads them: indentation kept, other runs of space made one,
-    blank lines and line ends dropped, lower case."""
-    lines = (ln.rstrip() for ln in text.lower().split("\n"))
+    """The text's lines as code reads them: indentation and case kept, other runs of space made
+    one, blank lines and line ends dropped."""
+    lines = (ln.rstrip() for ln in text.split("\n"))
     return "\n".join(
         ln[: len(ln) - len(ln.lstrip())] + " ".join(ln.split()) for ln in lines if ln.strip()
     )
 
 
-def relaid_code(prompt: str, answer: str) -> bool:
-    """The answer is the prompt's code laid out anew (`def f(n): return 1` made two indented
-    lines, a block indented under its `if`): in code the layout is the fix, not a copy. True when
-    the answer has indented lines and, line breaks and indentation kept, does not stand in the
-    prompt."""
-    return (
-        "\n" in answer.strip()
-        and bool(INDENT.search(answer))
-        and (_layout(answer) not in _layout(prompt))
+def edited_code(prompt: str, answer: str) -> bool:
+    """The answer is the prompt's code edited where the copy check (lower case, words and symbols)
+    cannot see: laid out anew (`def f(n): return 1` written out on indented lines, a block
+    indented under its `if`) or with a name's case changed (`ForEach` -> `forEach`; Java's
+    `factorial` as C#'s `Factorial`). In code these are the fix, not a copy. True when the answer
+    reads as code (indented lines, or a line of code) and, with its layout and case, does not
+    stand in the prompt."""
+    is_code = ("\n" in answer.strip() and INDENT.search(answer) is not None) or any(
+        CODE_LINE.search(ln) for ln in answer.split("\n")
     )
+    return is_code and _layout(answer) not in _layout(prompt)
 
 
 def _flat(toks: tokens.Tokens, select: np.ndarray, n_records: int) -> ngrams.Flat:
@@ -902,7 +908,7 @@ class Heuristics(Operator):
         "max_copy_overlap": Param(
             1.0,
             "drop answers whose token 3-grams all stand in the prompt (0.5-1; code laid out anew "
-            "is not a copy)",
+            "or with a name's case changed is not a copy)",
         ),
         "skip": Param([], "names of checks to turn off, e.g. [truncated, symbols]"),
     }
@@ -925,7 +931,7 @@ class Heuristics(Operator):
         "refusal": "bool",
         "truncation": "float32",
         "copy_overlap": "float32",
-        "copy_relaid": "bool",
+        "copy_code_edit": "bool",
     }
     reasons = {
         "empty_answer": "the answer is empty",
@@ -970,8 +976,9 @@ class Heuristics(Operator):
             for i in few
         ]
         copy = copy_overlap(pflat, aflat, short)
-        # its words are the prompt's, its layout is not: a code fix (read where a copy may be)
-        relaid = {int(i) for i in np.flatnonzero(copy >= 0.5) if relaid_code(*texts[i][:2])}
+        # its words are the prompt's, its layout or case is not: a code fix (read where a copy
+        # may be)
+        edited = {int(i) for i in np.flatnonzero(copy >= 0.5) if edited_code(*texts[i][:2])}
         media = _any_in(ptok, _hashed("media"), n)
         docs = _any_in(ptok, _hashed("docs"), n)
         fulfil = _any_in(ptok, _hashed("fulfil"), n)
@@ -986,7 +993,7 @@ class Heuristics(Operator):
             sig["top_ngram_frac"] = float(top[i])
             sig["dup_ngram_frac"] = float(dup[i])
             sig["copy_overlap"] = float(copy[i]) if has else 0.0
-            sig["copy_relaid"] = i in relaid
+            sig["copy_code_edit"] = i in edited
             sigs.append(sig)
         return sigs
 
@@ -1106,6 +1113,6 @@ class Heuristics(Operator):
             add("refusal")
         if s["truncation"] >= p["min_truncation_score"]:
             add("truncated", s["truncation"])
-        if s["copy_overlap"] >= p["max_copy_overlap"] and not s.get("copy_relaid"):
+        if s["copy_overlap"] >= p["max_copy_overlap"] and not s.get("copy_code_edit"):
             add("copies_prompt", s["copy_overlap"])
         return out
