@@ -115,6 +115,8 @@ DOC_TOKENS = _plural(
     "attachment", "pdf", "document", "spreadsheet", "file", "article", "link", "url"
 ) | {"attached"}
 BARE_URL = re.compile(r"^\s*((?:https?://|www\.)\S+)\s*$", re.IGNORECASE)
+# a URL inside a text (it stops at quotes and brackets: `request('https://...')`)
+URL = re.compile(r"(?:https?://|www\.)[^\s'\"()<>]+")
 # A bare URL as input is fine when the task is code or a tool call that only passes it on.
 URL_AS_ARGUMENT = re.compile(
     r"\b(?:api|request|fetch|script|code|function|program|regex|pars|valid|http|curl|endpoint|"
@@ -747,9 +749,6 @@ def _cut_line(lines: list[str]) -> bool:
             return False
     before = lines[:-1]
     return sum(bool(LINE_ENDED.search(ln)) for ln in before) >= len(before) / 2
-
-
-URL = re.compile(r"(?:https?://|www\.)[^\s'\"()<>]+")
 
 
 def _url_to_tool(prompt: str, answer: str) -> bool:
